@@ -1,0 +1,122 @@
+"""Behaviour every subcommand shares (SPEC section 1): device choice, seeding, progress, the closing summary
+line, and turning bad input into exit status 2 with one sentence instead of a traceback."""
+
+from __future__ import annotations
+
+import functools
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import numpy as np
+import torch
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from stages.errors import BadInput
+
+T = TypeVar("T")
+err_console = Console(stderr=True, highlight=False)
+out_console = Console(highlight=False)
+
+# Options reused by every command, so --help reads the same everywhere.
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda or cuda:N.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; only the summary line.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same outputs.")]
+
+
+def resolve_device(spec: str) -> torch.device:
+    """Turn auto|cpu|cuda[:N] into a torch.device, refusing CUDA where there is none."""
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise BadInput(f"--device {spec}: CUDA is not available on this machine (use --device cpu)")
+        dev = torch.device(spec)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise BadInput(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present")
+        return dev
+    raise BadInput(f"--device {spec}: expected auto, cpu, cuda or cuda:N")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch so a run repeats exactly on the same device."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def fail(message: str) -> None:
+    """Print one sentence to stderr and exit with status 2 (bad input)."""
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def command(fn: Callable[..., T]) -> Callable[..., T]:
+    """Wrap a subcommand: BadInput (and the file errors users cause) become exit status 2 with one sentence."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except BadInput as exc:
+            fail(str(exc))
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+            fail(f"{exc.filename}: {exc.strerror.lower() if exc.strerror else exc}")
+        except KeyboardInterrupt:
+            err_console.print("interrupted; no partial output was kept")
+            raise typer.Exit(code=130) from None
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+class Reporter:
+    """Progress bars (unless quiet) and the one-line summary that ends every run."""
+
+    def __init__(self, quiet: bool = False, device: torch.device | str | None = None):
+        self.quiet = quiet
+        self.device = str(device) if device is not None else "cpu"
+        self.start = time.perf_counter()
+
+    def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+        """Iterate with a progress bar on stderr (silent when quiet or not a terminal-worthy run)."""
+        if self.quiet:
+            yield from items
+            return
+        if total is None and hasattr(items, "__len__"):
+            total = len(items)  # type: ignore[arg-type]
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn())
+        with Progress(*columns, console=err_console, transient=True) as progress:
+            task = progress.add_task(description, total=total)
+            for item in items:
+                yield item
+                progress.advance(task)
+
+    def log(self, message: str) -> None:
+        if not self.quiet:
+            err_console.print(message, soft_wrap=True)
+
+    def summary(self, message: str) -> None:
+        """The closing line: what was written, how long it took, on which device."""
+        secs = time.perf_counter() - self.start
+        out_console.print(f"{message} in {secs:.1f} s on {self.device}", soft_wrap=True)
+
+
+def existing_file(path: Path, what: str = "file") -> Path:
+    """Check a user-supplied input path up front, for a clear message."""
+    if not path.exists():
+        raise BadInput(f"{what} not found", path)
+    return path
+
+
+def eprint(*args: Any) -> None:
+    print(*args, file=sys.stderr)
