@@ -1,0 +1,120 @@
+"""`avat3r prepare`: photos + cameras (nerfstudio transforms.json or a COLMAP text model) -> a capture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from avat3r_cli.common import (
+    DeviceOpt,
+    QuietOpt,
+    Reporter,
+    SeedOpt,
+    command,
+    err_console,
+    resolve_device,
+    seed_everything,
+)
+from stages.capture import MAX_VIEWS
+from stages.capture.prepare import (
+    DEFAULT_HEAD_RADIUS,
+    DEFAULT_RES,
+    DEFAULT_SYNTHETIC_RES,
+    PrepareOptions,
+    prepare_capture,
+    prepare_synthetic,
+)
+from stages.errors import BadInput
+
+_PARAGRAPHS = [
+    "Turn photos + cameras into a capture folder: square crops around the head, masks, normalised cameras.",
+    "SRC is a folder with a nerfstudio transforms.json, or a COLMAP text model (cameras.txt + images.txt in "
+    "SRC, SRC/sparse/0 or SRC/sparse) with its photos in SRC/images/. COLMAP pinhole models are used as they "
+    "are; SIMPLE_RADIAL, RADIAL, OPENCV and FULL_OPENCV photos are undistorted with OpenCV to a pinhole with "
+    "the same K; fisheye models are refused (undistort them with `colmap image_undistorter`). COLMAP puts "
+    "pixel centres at +0.5 like nerfstudio, so its principal point is used unchanged.",
+    "The world is normalised from the cameras alone: the point closest to every optical axis (what the "
+    "cameras look at: the head) becomes the origin, +y the cameras' up (the direction perpendicular to their "
+    "x axes), +z points from the head toward the mean camera position (the face is what the cameras look "
+    "at), and the scale follows --scale. The transform is stored in transforms.json under 'normalisation' "
+    "(x_capture = scale * rotation @ (x_source - centre)).",
+    "Each photo is cut to the square around the projected head sphere of --head-radius, centred on the head "
+    "(padded transparent where it leaves the photo), resized to --res x --res, and its intrinsics rewritten. "
+    f"At most {MAX_VIEWS} views.",
+    "--synthetic writes a synthetic capture instead (4 inputs at different expressions and views) plus a "
+    "targets/ folder (other views and expressions, with images and codes) for checking; SRC is then not "
+    "given.",
+]
+HELP = "\n\n".join(_PARAGRAPHS)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("prepare", help=HELP)
+    @command
+    def prepare(
+        out: Annotated[Path, typer.Option("--out", "-o", help="Capture folder to write (replaced).")],
+        src: Annotated[Path | None, typer.Argument(
+            help="Folder with transforms.json or a COLMAP text model (leave out with --synthetic).")] = None,
+        res: Annotated[int | None, typer.Option(
+            "--res", help=f"Output image size in pixels (default {DEFAULT_RES}; {DEFAULT_SYNTHETIC_RES} with "
+            "--synthetic).")] = None,
+        views: Annotated[int | None, typer.Option(
+            "--views", help=f"Use N of the photos (1..{MAX_VIEWS}), spread by farthest-viewpoint sampling "
+            "(default: all of them; more than the maximum is refused).")] = None,
+        mask: Annotated[str, typer.Option(
+            "--mask", help="Foreground mask: auto (alpha channel, else masks/<stem>.png or mask_path, else "
+            "none with a warning), alpha, folder, grabcut (OpenCV GrabCut seeded by the projected head "
+            "sphere; no weights needed; best on plain backgrounds) or none (keep the background).")] = "auto",
+        scale: Annotated[str, typer.Option(
+            "--scale", help="World scale: auto (mean camera distance becomes 1.0, the training studio's), "
+            "metric (keep the source units, taken as metres) or a number multiplying the source units.")]
+        = "auto",
+        head_radius: Annotated[float, typer.Option(
+            "--head-radius", help="Radius of the head sphere the crop encloses, in capture units (after "
+            "--scale; with --scale auto, 1 is the mean camera distance). The default frames heads like the "
+            "training studio.")] = DEFAULT_HEAD_RADIUS,
+        frame: Annotated[str, typer.Option(
+            "--frame", help="lookat: centre and orient the world from the cameras (above); keep: the source "
+            "is already head-centred with +y up and the face along +z, only --scale applies.")] = "lookat",
+        synthetic: Annotated[bool, typer.Option(
+            "--synthetic", help="Write a synthetic capture (+ targets/) from --seed instead of reading SRC.")]
+        = False,
+        seed: SeedOpt = 0,
+        device: DeviceOpt = "auto",
+        quiet: QuietOpt = False,
+    ) -> None:
+        resolve_device(device)  # validated for a uniform CLI; preparing is OpenCV/NumPy work on the CPU
+        seed_everything(seed)
+        rep = Reporter(quiet, "cpu")
+        if synthetic:
+            if src is not None:
+                raise BadInput("--synthetic takes no SRC folder")
+            path = prepare_synthetic(out, seed, res or DEFAULT_SYNTHETIC_RES)
+            rep.summary(f"wrote synthetic capture {path} (seed {seed})")
+            return
+        if src is None:
+            raise BadInput("give a SRC folder of photos + cameras, or --synthetic")
+        scale_value: str | float = scale if scale in ("auto", "metric") else _number(scale)
+        opts = PrepareOptions(res=res or DEFAULT_RES, views=views, mask=mask.lower(), scale=scale_value,
+                              head_radius=head_radius, frame=frame.lower(), seed=seed)
+        result = prepare_capture(src, out, opts, track=rep.track, warn=_warn)
+        n = result.normalisation
+        rep.summary(f"wrote {result.out} ({result.n_views} views at {opts.res}x{opts.res}, mask: "
+                    f"{result.mask_kind}, scale {n.scale:.4g})")
+
+
+def _warn(message: str) -> None:
+    """Warnings print even with --quiet: they change what the output means."""
+    err_console.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadInput(f"--scale must be auto, metric or a positive number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise BadInput(f"--scale must be auto, metric or a positive number, got {text!r}")
+    return value

@@ -1,0 +1,40 @@
+"""`avat3r reconstruct CAPTURE --out avatar.safetensors`: photos → drivable avatar, feed-forward."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from avat3r_cli.common import DeviceOpt, QuietOpt, Reporter, SeedOpt, command, resolve_device, seed_everything
+
+
+@command
+def reconstruct_cmd(
+    capture: Annotated[Path, typer.Argument(help="Capture folder (from `avat3r prepare`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Avatar file to write (.safetensors).")],
+    checkpoint: Annotated[Path | None, typer.Option(help="Model checkpoint; default: the shipped one.")] = None,
+    backend: Annotated[str, typer.Option(help="Prior backend when priors must be computed: builtin|dust3r.")] = "builtin",
+    prior_checkpoint: Annotated[Path | None, typer.Option(help="DUSt3R checkpoint for --backend dust3r.")] = None,
+    features: Annotated[str, typer.Option(help="Semantic features: none|sapiens.")] = "none",
+    sapiens: Annotated[Path | None, typer.Option(help="Sapiens TorchScript file for --features sapiens.")] = None,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+    seed: SeedOpt = 0,
+) -> None:
+    """Turn a capture (1-4 posed photos) into an avatar: priors (reused when fresh) + the identity encoder."""
+    from stages.avatar import save_avatar
+    from stages.reconstruct import reconstruct
+
+    seed_everything(seed)
+    dev = resolve_device(device)
+    rep = Reporter(quiet, dev)
+    avatar = reconstruct(capture, checkpoint, dev, backend, prior_checkpoint, features, sapiens, log=rep.log)
+    save_avatar(out, avatar)
+    n = int(avatar.masks.gt(0.5).logical_and(avatar.conf.ge(0.5)).sum())
+    rep.summary(f"wrote {out} ({avatar.images.shape[0]} views, about {n:,} Gaussians)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("reconstruct")(reconstruct_cmd)

@@ -1,0 +1,141 @@
+"""`avat3r render SCENE --cameras transforms.json --out DIR`: RGBA PNGs (and optionally depth) per frame."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from avat3r_cli.common import DeviceOpt, QuietOpt, Reporter, command, existing_file, resolve_device
+from stages.errors import BadInput
+
+NAMED_COLOURS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "grey": (0.5, 0.5, 0.5),
+                 "gray": (0.5, 0.5, 0.5)}
+
+
+def parse_background(text: str) -> tuple[float, float, float]:
+    """white, black, grey or R,G,B with values in [0, 1]."""
+    if text.strip().lower() in NAMED_COLOURS:
+        return NAMED_COLOURS[text.strip().lower()]
+    try:
+        vals = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        vals = ()
+    if len(vals) != 3 or not all(0.0 <= v <= 1.0 for v in vals):
+        raise BadInput(f"--background {text!r}: expected white, black, grey or R,G,B with values in [0, 1]")
+    return vals  # type: ignore[return-value]
+
+
+def output_names(file_paths: list[str], cameras_path: Path) -> list[str]:
+    """Frame i's output name: its file_path basename as .png; two frames may not share one."""
+    names, seen = [], {}
+    for i, fp in enumerate(file_paths):
+        stem = Path(fp).stem
+        if not stem:
+            raise BadInput(f"frame {i} has an empty file_path, so its output has no name", cameras_path)
+        name = f"{stem}.png"
+        if name in seen:
+            raise BadInput(f"frames {seen[name]} and {i} would both be written as {name} (file_path "
+                           "basenames must differ)", cameras_path)
+        seen[name] = i
+        names.append(name)
+    return names
+
+
+def pair_codes(n_frames: int, codes: np.ndarray | None, exp: Path | None) -> list[np.ndarray | None]:
+    """One code per frame: T codes for F frames needs T = 1 or T = F (SPEC section 1)."""
+    if codes is None:
+        return [None] * n_frames
+    if len(codes) not in (1, n_frames):
+        raise BadInput(f"has {len(codes)} codes for {n_frames} camera frames; give 1 code or one per frame",
+                       exp)
+    return [codes[0 if len(codes) == 1 else i] for i in range(n_frames)]
+
+
+def depth_millimetres(depth: np.ndarray) -> np.ndarray:
+    """Metres to 16-bit millimetres (0 stays 0 = no surface; clipped at 65.535 m)."""
+    return np.clip(np.round(depth * 1000.0), 0, 65535).astype(np.uint16)
+
+
+def publish(tmp: Path, target: Path) -> None:
+    """Move a finished temporary folder's files into `target`; other files already there are left alone."""
+    if not target.exists():
+        os.replace(tmp, target)
+        return
+    for src in sorted(tmp.rglob("*")):
+        if src.is_file():
+            dst = target / src.relative_to(tmp)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@command
+def render_cmd(
+    scene: Annotated[Path, typer.Argument(help="Gaussian set (.ply or .safetensors) or avatar file.")],
+    cameras: Annotated[Path, typer.Option("--cameras", help="nerfstudio transforms.json with the cameras.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for NAME.png, one per frame (created).")],
+    exp: Annotated[Path | None, typer.Option(
+        "--exp", help="Expression codes .npy (T, D) or (D,): one for all frames or one per frame.")] = None,
+    background: Annotated[str, typer.Option(
+        help="RGB is composited over this colour (A keeps coverage): white, black, grey or R,G,B in [0,1].")
+    ] = "black",
+    depth: Annotated[bool, typer.Option(
+        "--depth", help="Also write depth/NAME.png (16-bit mm) and depth/NAME.npy (float32 m).")] = False,
+    checkpoint: Annotated[Path | None, typer.Option(help="Model checkpoint (avatars only).")] = None,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Render a scene into every camera of a transforms file, as RGBA PNGs named after the frames."""
+    import imageio.v3 as iio
+    import torch
+
+    from stages.cameras import read_transforms
+    from stages.io import to_uint8
+    from stages.render import render
+    from stages.scene import open_scene, scene_codes
+
+    dev = resolve_device(device)
+    rep = Reporter(quiet, dev)
+    bg = parse_background(background)
+    transforms = read_transforms(existing_file(cameras, "cameras file"))
+    names = output_names([f.file_path for f in transforms.frames], cameras)
+    world = open_scene(scene, dev, checkpoint)
+    per_frame = pair_codes(len(transforms.frames), scene_codes(world, exp), exp)
+    if out.exists() and not out.is_dir():
+        raise BadInput("exists and is not a folder", out)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        if depth:
+            (tmp / "depth").mkdir()
+        static = world.expression_dim is None
+        g = world.gaussians(None) if static else None
+        frames = list(zip(transforms.frames, names, per_frame, strict=True))
+        for frame, name, code in rep.track(frames, "rendering"):
+            if not static:
+                g = world.gaussians(code)
+            with torch.no_grad():
+                res = render(g, frame.camera().to(dev), bg)
+            rgb, alpha = res.rgb[0].cpu().numpy(), res.alpha[0].cpu().numpy()
+            iio.imwrite(tmp / name, to_uint8(np.concatenate([rgb, alpha], axis=-1)))
+            if depth:
+                z = res.depth[0, ..., 0].cpu().numpy().astype(np.float32)
+                iio.imwrite(tmp / "depth" / name, depth_millimetres(z))
+                np.save(tmp / "depth" / f"{Path(name).stem}.npy", z)
+        publish(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    extra = " + depth" if depth else ""
+    rep.summary(f"wrote {len(names)} RGBA image(s){extra} to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("render")(render_cmd)

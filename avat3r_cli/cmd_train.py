@@ -1,0 +1,78 @@
+"""`avat3r train`: train the network (synthetic heads on the fly, or a dataset on disk); resumable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from avat3r_cli.common import DeviceOpt, QuietOpt, Reporter, SeedOpt, command, resolve_device
+from stages.errors import BadInput
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """`key=value` pairs (values parsed as JSON when they can be) → model config overrides."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise BadInput(f"--set {item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+@command
+def train_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, metrics.jsonl, val/).")],
+    data: Annotated[str, typer.Option(help="'synth' (generated on the fly) or a dataset folder.")] = "synth",
+    preset: Annotated[str, typer.Option(help="Model size: tiny|base|paper.")] = "base",
+    set_: Annotated[list[str], typer.Option("--set", help="Model config override key=value (repeatable).")] = [],
+    steps: Annotated[int, typer.Option(help="Total optimisation steps.")] = 20000,
+    batch_size: Annotated[int, typer.Option(help="Avatars per step (per GPU).")] = 4,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (Adam).")] = 3e-4,
+    warmup: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 500,
+    prior: Annotated[str, typer.Option(help="Positional prior in training: builtin|gt.")] = "builtin",
+    consistent_inputs: Annotated[bool, typer.Option(help="Ablation: inputs at the target expression.")] = False,
+    lpips_after: Annotated[int, typer.Option(help="Add 0.01·LPIPS from this step (-1: never).")] = -1,
+    log_every: Annotated[int, typer.Option(help="Steps between log lines.")] = 50,
+    ckpt_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 1000,
+    val_every: Annotated[int, typer.Option(help="Steps between validation grids.")] = 1000,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/train_state.pt when present.")] = True,
+    ship: Annotated[Path | None, typer.Option(help="After training, export fp16 shards (≤16 MiB) here.")] = None,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+    seed: SeedOpt = 0,
+) -> None:
+    """Train Avat3r: 4 inputs at different timesteps (k-farthest views), 8 supervision views at the target
+    expression, 0.8·L1 + 0.2·SSIM (+ alpha, + LPIPS late). Launch with torchrun for several GPUs."""
+    from stages.model.checkpoint import load_model, save_checkpoint
+    from stages.train.config import TrainConfig
+    from stages.train.loop import train
+
+    if data != "synth":
+        raise BadInput(f"--data {data}: only 'synth' is supported in this version (datasets on disk come next)")
+    if prior not in ("builtin", "gt"):
+        raise BadInput(f"--prior {prior}: expected builtin or gt")
+    dev = resolve_device(device)
+    rep = Reporter(quiet, dev)
+    cfg = TrainConfig(out=str(out), data=data, preset=preset, model_overrides=parse_overrides(set_), steps=steps,
+                      batch_size=batch_size, lr=lr, warmup=warmup, prior=prior, consistent_inputs=consistent_inputs,
+                      lpips_after=lpips_after, log_every=log_every, ckpt_every=ckpt_every, val_every=val_every,
+                      seed=seed, device=str(dev))
+    run = train(cfg, log=rep.log if not quiet else (lambda m: None), resume=resume)
+    if ship is not None:
+        import torch
+
+        model, _ = load_model(run / "model.safetensors")
+        save_checkpoint(ship, model, {"trained_steps": str(steps), "train_config": cfg.to_json()},
+                        dtype=torch.float16, shard=True)
+    rep.summary(f"trained {run}" + (f", shipped to {ship}" if ship else ""))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_cmd)

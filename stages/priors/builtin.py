@@ -1,0 +1,192 @@
+"""The built-in geometry prior: per-view positional maps from the known cameras and masks, no weights needed.
+
+Skin is nearly textureless and the views are far apart, so matching alone leaves holes. The pipeline is:
+1. a visual hull carved from the masks gives every foreground pixel an interval along its ray that holds the
+   surface (complete but coarse);
+2. a first sweep over that interval (NCC over windows, best k views, costs averaged over a wide window, as
+   the hypotheses follow the hull's shape) finds the surface wherever there is texture or shading; later
+   sweeps re-test a few hypotheses around the previous estimate, at finer resolutions and narrower windows;
+3. views cross-check each other's depths (forward-backward reprojection);
+4. confidence is the sharpness of the cost minimum times its matching score, lowered where no other view
+   agrees; pixels below 0.5 take the hull depth corrected by the stereo residual filled in from confident
+   neighbours, so the map stays complete and smooth.
+Everything is batched over views and runs the same on CPU and CUDA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from stages.cameras import Cameras
+from stages.priors.consistency import consistent_views
+from stages.priors.fill import push_pull
+from stages.priors.geometry import scene_bounds
+from stages.priors.hull import carve, refine_entry
+from stages.priors.sweep import box_filter, select, sweep_cost
+
+LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One depth sweep at `size`: `hypotheses` along each ray over the hull interval (span 0) or over
+    +-span steps of the previous sweep around its estimate."""
+
+    size: int
+    hypotheses: int
+    span: float
+    window: int
+    aggregate: int
+
+
+@dataclass(frozen=True)
+class BuiltinSettings:
+    """Knobs of the built-in prior; all of them are recorded in priors metadata."""
+
+    coarse: int = 128  # resolution of the first sweeps
+    hypotheses: int = 48  # depth hypotheses of the first, full-range sweep
+    refine_hypotheses: int = 7  # hypotheses of each later sweep, over +-refine_span steps of the one before
+    refine_span: float = 2.0
+    window_coarse: int = 5  # NCC window (pixels) at the coarse resolution
+    window_fine: int = 7  # NCC window at finer resolutions
+    aggregate_first: int = 15  # cost aggregation window of the first sweep (follows the hull: wide)
+    aggregate: int = 9  # cost aggregation window of later sweeps (follow the estimate: narrower)
+    top_k: int = 2  # source views aggregated per pixel (the best k)
+    hull_samples: int = 96  # samples per ray when carving the hull
+    mask_level: float = 0.4  # masks are cut here (bilinear); below 0.5 grows them a fraction of a pixel
+    search_front: float = 0.03  # search starts this fraction of the bounding radius in front of the hull
+    search_depth: float = 0.35  # and ends this fraction behind it (or where the ray leaves the hull)
+    score_low: float = 0.1  # aggregated NCC at or below this never counts as a match
+    score_high: float = 0.8  # NCC at or above this is a perfect match
+    margin_ref: float = 0.1  # a cost margin this large (see sweep.select) is a perfectly sharp minimum
+    agree_px: float = 1.0  # views agree within this many pixels (at 256²; scaled with the resolution)
+    agree_rel: float = 0.005  # and within this fraction of the distance to the camera
+    cycles: int = 2  # sweep-verify-fill rounds; later rounds start from the previous round's filled depth
+
+    def describe(self) -> dict[str, str]:
+        return {f"builtin.{k}": str(v) for k, v in asdict(self).items()}
+
+    def plan(self, size: int) -> list[Pass]:
+        """The sweeps, coarse to fine, for output resolution `size`."""
+        c = min(self.coarse, size)
+        passes = [Pass(c, self.hypotheses, 0.0, self.window_coarse, self.aggregate_first),
+                  Pass(c, self.refine_hypotheses, self.refine_span, self.window_coarse, self.aggregate)]
+        level = c
+        while level < size:
+            level = min(level * 2, size)
+            passes.append(Pass(level, self.refine_hypotheses, self.refine_span, self.window_fine,
+                               self.aggregate))
+        return passes
+
+
+def _resize(x: Tensor, size: int) -> Tensor:
+    """(V, C, H, W) to size² with area averaging down, bilinear up."""
+    if x.shape[-1] == size:
+        return x
+    if size < x.shape[-1]:
+        return F.interpolate(x, size=(size, size), mode="area")
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def _upsample_valid(x: Tensor, valid: Tensor, size: int) -> Tensor:
+    """Resample (V, H, W) values known only where `valid`, without bleeding in the unknown ones."""
+    w = _resize(valid[:, None].to(x), size)
+    v = _resize((x * valid)[:, None], size)
+    return (v / w.clamp(min=1e-6))[:, 0]
+
+
+def _sweep(p: Pass, gray: Tensor, cameras: Cameras, hyp: Tensor, fg: Tensor, top_k: int):
+    cams = cameras.resized(p.size, p.size)
+    o, d = cams.rays()
+    cost = sweep_cost(_resize(gray, p.size), cams, o, d, hyp, p.window, top_k, p.aggregate, fg).cost
+    return select(cost, hyp)
+
+
+def builtin_priors(images: Tensor, masks: Tensor, cameras: Cameras, settings: BuiltinSettings | None = None,
+                   steps: Callable[[str], None] | None = None) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """Positional maps (V, H, W, 3) and confidences (V, H, W) for images (V, H, W, 3) and masks (V, H, W).
+
+    Also returns diagnostics (hull depth, stereo depth, agreeing-view counts) for previews and benchmarks.
+    `steps`, when given, is called with the name of each stage as it starts (progress reporting)."""
+    s = settings or BuiltinSettings()
+    note = steps or (lambda name: None)
+    V, size = images.shape[0], images.shape[1]
+    dev = images.device
+    gray = (images @ torch.tensor(LUMA, device=dev, dtype=images.dtype))[:, None]  # (V, 1, H, W)
+    passes = s.plan(size)
+    fg_out = masks > 0.5
+    o, d = cameras.rays()
+
+    note("hull")
+    centre, radius = scene_bounds(cameras, masks)
+    c0 = passes[0].size
+    fg_c0 = _resize(masks[:, None], c0)[:, 0] > 0.5
+    hull = carve(cameras.resized(c0, c0), _resize(masks[:, None], c0)[:, 0], centre, radius, s.hull_samples,
+                 s.mask_level)
+    # the hull at the output resolution, completed where the coarse hull missed pixels
+    hull_w = _resize(hull.valid[:, None].float(), size)
+    t_hull = push_pull(_upsample_valid(hull.t_in, hull.valid, size)[:, None], (hull_w > 0.99).float())[:, 0]
+    if size != c0:
+        t_hull = refine_entry(cameras, masks, t_hull, fg_out, 2.0 * radius / s.hull_samples, s.mask_level)
+    if V < 2:  # one view: nothing to match, the hull (the mask's cone) is all there is
+        conf = torch.where(fg_out, 0.05, 0.0)
+        pos = torch.where(fg_out[..., None], o + t_hull[..., None] * d, torch.zeros_like(o))
+        zero = torch.zeros_like(t_hull)
+        return pos, conf, {"t": t_hull, "t_hull": t_hull, "t_mvs": t_hull, "agree": zero, "score": zero,
+                           "sharp": zero}
+
+    # first sweep: the whole hull interval
+    note(f"sweep {c0}")
+    near = hull.t_in - s.search_front * radius
+    far = torch.maximum(torch.minimum(hull.t_out, hull.t_in + s.search_depth * radius), near + 1e-3 * radius)
+    frac = torch.linspace(0.0, 1.0, passes[0].hypotheses, device=dev)
+    est = _sweep(passes[0], gray, cameras, near[:, None] + (far - near)[:, None] * frac[None, :, None, None],
+                 hull.valid, s.top_k)
+    sharp = (est.margin / s.margin_ref).clamp(max=1.0)  # sharpness means most over the full range
+    step0 = (far - near) / (passes[0].hypotheses - 1)
+    t, fg, step = est.t, hull.valid, step0
+    sharp = _upsample_valid(sharp, hull.valid, size)
+    for cycle in range(s.cycles):
+        later = passes[1:] if cycle == 0 else [Pass(c0, 2 * s.refine_hypotheses - 1, 2 * s.refine_span,
+                                                    passes[1].window, passes[1].aggregate)] + passes[2:]
+        if cycle > 0:  # start again from the filled estimate, which is better than the hull
+            t, fg, step = _upsample_valid(t, fg_out, c0), fg_c0, step0
+        for p in later:
+            note(f"sweep {p.size}")
+            if p.size != t.shape[-1]:
+                t, step = (_upsample_valid(x, fg, p.size) for x in (t, step))
+                fg = _resize(masks[:, None], p.size)[:, 0] > 0.5
+            offsets = torch.linspace(-p.span, p.span, p.hypotheses, device=dev)
+            est = _sweep(p, gray, cameras, t[:, None] + step[:, None] * offsets[None, :, None, None], fg,
+                         s.top_k)
+            t = est.t
+            step = step * (2 * p.span / (p.hypotheses - 1))
+        score = est.score
+        if t.shape[-1] != size:
+            t, score = (_upsample_valid(x, fg, size) for x in (t, score))
+        t_mvs = t
+        note("consistency")
+        agree = consistent_views(cameras, t, fg_out, max_px=s.agree_px * max(1.0, size / 256),
+                                 max_rel=s.agree_rel)
+        quality = ((score - s.score_low) / (s.score_high - s.score_low)).clamp(0.0, 1.0)
+        verified = fg_out & (agree >= 1) & (quality > 0)
+        note("fill")
+        good = verified.float()[:, None]
+        residual = push_pull((t - t_hull)[:, None] * good, good)[:, 0]
+        t = torch.where(verified, t, t_hull + residual)
+        fg = fg_out
+
+    # confidence: verified depths 0.6-1 by match quality and sharpness; filled ones 0.05-0.45 by the share
+    # of verified pixels around them (about 2 cm across), which is what the fill leans on
+    k = max(3, size // 16) | 1
+    support = (box_filter(good, k) / box_filter(fg_out.float()[:, None], k).clamp(min=1e-6))[:, 0]
+    conf = torch.where(verified, 0.6 + 0.4 * quality * sharp, 0.05 + 0.4 * support.clamp(0.0, 1.0))
+    conf = torch.where(fg_out, conf, torch.zeros_like(conf))
+    pos = torch.where(fg_out[..., None], o + t[..., None] * d, torch.zeros_like(o))
+    info = {"t": t, "t_hull": t_hull, "t_mvs": t_mvs, "agree": agree, "score": score, "sharp": sharp}
+    return pos, conf, info

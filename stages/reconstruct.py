@@ -1,0 +1,35 @@
+"""Capture → avatar: load the network, bring the capture to its resolution, get the priors (cached in the
+capture folder when fresh), and run the identity encoder once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from stages.avatar import Avatar, create_avatar
+from stages.capture import read_capture
+from stages.errors import BadInput
+from stages.model.checkpoint import load_model
+
+
+def reconstruct(capture_dir: str | Path, checkpoint: str | Path | None = None, device: torch.device | str = "cpu",
+                prior_backend: str = "builtin", prior_checkpoint: Path | None = None, features: str = "none",
+                sapiens: Path | None = None, log=lambda msg: None) -> Avatar:
+    from stages.priors import load_or_compute_priors
+
+    model, meta = load_model(checkpoint, device)
+    cfg = model.cfg
+    capture = read_capture(capture_dir)
+    if len(capture) > cfg.max_views:
+        raise BadInput(f"{len(capture)} views, but this model takes 1 to {cfg.max_views}", Path(capture_dir))
+    if cfg.feat_dim > 0 and features == "none":
+        raise BadInput("this checkpoint needs semantic features: pass --features sapiens --sapiens FILE",
+                       Path(checkpoint or "shipped checkpoint"))
+    priors = load_or_compute_priors(capture, backend=prior_backend, resolution=cfg.image_size, device=device,
+                                    checkpoint=prior_checkpoint, features=features, sapiens=sapiens)
+    cap = capture.resized(cfg.image_size)
+    log(f"priors: {priors.meta.get('backend', prior_backend)}, "
+        f"{float((priors.conf >= cfg.conf_threshold).float().mean()) * 100:.0f}% of pixels confident")
+    feat = priors.feat if cfg.feat_dim > 0 else None
+    return create_avatar(model, meta, cap.images, cap.masks, cap.cameras, priors.pos, priors.conf, feat)

@@ -1,0 +1,226 @@
+"""Pure-torch rasteriser (CPU or CUDA) that reproduces gsplat's image formation for projected Gaussians.
+
+gsplat composites, per pixel and front to back, alpha = min(0.999, opacity * exp(-sigma)) with pixel centres
+at +0.5, skips alphas below 1/255, and stops before the Gaussian that would bring the transmittance to 1e-4 or
+below. Here the same sums are vectorised with ordinary tensor operations:
+
+1. Binning: each Gaussian is listed in the small square tiles (4-16 px) that its opacity-aware 3-sigma box
+   touches; the lists are sorted by (image, tile, depth).
+2. Rounds: every active tile takes its next B Gaussians at once. sigma - log(opacity) is a quadratic
+   polynomial in the pixel offset, so a (tiles*B, 6) x (6, pixels) matrix product gives it for every
+   (Gaussian, pixel) pair; alpha, a cumulative product of (1 - alpha) along B and the carried transmittance
+   give each pair's weight, and a batched matrix product deposits colour, depth and weight per pixel.
+3. Early termination: a pixel whose transmittance would fall to 1e-4 gets transmittance 0 from then on
+   (its true value is kept aside), and a tile leaves the rounds once its list ends or all its pixels are done.
+
+Everything differentiable is ordinary torch, so autograd gives gradients for means, conics, opacities,
+colours and depths; the discrete choices (culling, ordering, termination) are constants, as in gsplat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from stages.render.projection import ALPHA_THRESHOLD, Projected
+
+T_STOP = 1e-4  # gsplat stops at transmittance <= 1e-4 (that Gaussian is not composited)
+ALPHA_MAX = 0.999
+PAD_ENERGY = 1e4  # sigma - log(opacity) of padding slots: alpha = exp(-1e4) = 0
+
+
+@dataclass
+class Bins:
+    """Tile lists: `gid[offset[t] : offset[t] + count[t]]` are tile t's Gaussians, front to back."""
+
+    gid: Tensor  # (n_isect,) index into the concatenated projected Gaussians
+    count: Tensor  # (n_tiles,)
+    offset: Tensor  # (n_tiles,)
+
+
+def pixel_boxes(means2d: Tensor, radii: Tensor, width: int, height: int) -> tuple[Tensor, ...]:
+    """Inclusive pixel ranges (x0, x1, y0, y1) whose centres lie within each Gaussian's radii, clipped to the
+    image. Outside this box alpha < 1/255 (the radii bound the ellipse where alpha reaches 1/255)."""
+    m = means2d.detach()
+    r = radii.to(m.dtype)
+    x0 = torch.ceil(m[:, 0] - r[:, 0] - 0.5).clamp_min(0).long()
+    x1 = torch.floor(m[:, 0] + r[:, 0] - 0.5).clamp_max(width - 1).long()
+    y0 = torch.ceil(m[:, 1] - r[:, 1] - 0.5).clamp_min(0).long()
+    y1 = torch.floor(m[:, 1] + r[:, 1] - 0.5).clamp_max(height - 1).long()
+    return x0, x1, y0, y1
+
+
+def bin_tiles(means2d: Tensor, radii: Tensor, depths: Tensor, image_ids: Tensor, n_images: int, width: int,
+              height: int, tile: int) -> Bins:
+    """Sort (Gaussian, tile) intersections by (image, tile, depth); ties in depth keep index order, like
+    gsplat's stable radix sort."""
+    dev = means2d.device
+    tw, th = -(-width // tile), -(-height // tile)
+    x0, x1, y0, y1 = pixel_boxes(means2d, radii, width, height)
+    order = torch.argsort(depths.detach(), stable=True)
+    order = order[((x1 >= x0) & (y1 >= y0))[order]]
+    tx0, ty0 = x0[order] // tile, y0[order] // tile
+    ncols = x1[order] // tile - tx0 + 1
+    cnt = ncols * (y1[order] // tile - ty0 + 1)
+    n_isect = int(cnt.sum())
+    gi = torch.repeat_interleave(torch.arange(len(cnt), device=dev), cnt, output_size=n_isect)
+    local = torch.arange(n_isect, device=dev) - (torch.cumsum(cnt, 0) - cnt).index_select(0, gi)
+    nc = ncols.index_select(0, gi)
+    row = torch.div(local, nc, rounding_mode="floor")
+    tile_id = ((image_ids[order].index_select(0, gi) * th + ty0.index_select(0, gi) + row) * tw
+               + tx0.index_select(0, gi) + (local - row * nc))
+    tile_id, perm = torch.sort(tile_id.int(), stable=True)
+    gid = order.index_select(0, gi.index_select(0, perm))
+    count = torch.bincount(tile_id, minlength=n_images * tw * th)
+    return Bins(gid, count, torch.cumsum(count, 0) - count)
+
+
+def choose_tile(radii: Tensor) -> int:
+    """Small tiles waste less work on small Gaussians; large ones need fewer lists for large Gaussians."""
+    if radii.numel() == 0:
+        return 8
+    r = float(radii.max(dim=1).values.float().mean())
+    return 4 if r < 5 else 8 if r < 24 else 16
+
+
+@dataclass
+class TileGrid:
+    """Square tiles over a batch of images, and each tile pixel's offset from its tile's centre."""
+
+    size: int
+    cols: int
+    rows: int
+    n_images: int
+    basis: Tensor  # (6, P): 1, u, v, u^2, uv, v^2 at the pixel centres (u, v from the tile centre)
+    centre_x: Tensor  # (n_tiles,)
+    centre_y: Tensor  # (n_tiles,)
+    inside: Tensor  # (n_tiles, P) bool: pixel lies in the image (edge tiles overhang)
+
+    @staticmethod
+    def build(size: int, width: int, height: int, n_images: int, dtype: torch.dtype,
+              device: torch.device) -> TileGrid:
+        cols, rows = -(-width // size), -(-height // size)
+        ar = torch.arange(size * size, device=device)
+        u = (ar % size).to(dtype) + 0.5 - size / 2
+        v = torch.div(ar, size, rounding_mode="floor").to(dtype) + 0.5 - size / 2
+        t = torch.arange(n_images * cols * rows, device=device) % (cols * rows)
+        cx = (t % cols).to(dtype) * size + size / 2
+        cy = torch.div(t, cols, rounding_mode="floor").to(dtype) * size + size / 2
+        inside = ((cx[:, None] + u) < width) & ((cy[:, None] + v) < height)
+        basis = torch.stack([torch.ones_like(u), u, v, u * u, u * v, v * v])
+        return TileGrid(size, cols, rows, n_images, basis, cx, cy, inside)
+
+    @property
+    def n_tiles(self) -> int:
+        return self.n_images * self.cols * self.rows
+
+    @property
+    def n_pix(self) -> int:
+        return self.size * self.size
+
+    def to_images(self, x: Tensor, width: int, height: int) -> Tensor:
+        """(n_tiles, P, C) per-tile values to (I, H, W, C) images."""
+        s = self.size
+        x = x.reshape(self.n_images, self.rows, self.cols, s, s, -1).permute(0, 1, 3, 2, 4, 5)
+        return x.reshape(self.n_images, self.rows * s, self.cols * s, -1)[:, :height, :width]
+
+
+class Compositor:
+    """Front-to-back compositing state of every tile pixel, advanced one batch of list entries at a time."""
+
+    def __init__(self, grid: TileGrid, bins: Bins, means2d: Tensor, conics: Tensor, log_opacity: Tensor,
+                 feats: Tensor):
+        self.grid, self.bins = grid, bins
+        self.mx, self.my = means2d.unbind(-1)
+        self.ca, self.cb, self.cc = conics.unbind(-1)
+        self.log_op, self.feats = log_opacity, feats
+        dt, dev = means2d.dtype, means2d.device
+        self.trans = grid.inside.to(dt)  # working transmittance; 0 once a pixel is done (or outside)
+        self.trans_done = torch.zeros(grid.n_tiles, grid.n_pix, dtype=dt, device=dev)  # kept for done pixels
+        self.acc = torch.zeros(grid.n_tiles, grid.n_pix, feats.shape[1], dtype=dt, device=dev)
+
+    def step(self, tiles: Tensor, pos: int, batch: int) -> None:
+        """Composite list entries pos .. pos + batch - 1 of `tiles` into their pixels."""
+        A, B, P = len(tiles), batch, self.grid.n_pix
+        slots = pos + torch.arange(B, device=tiles.device)
+        valid = slots[None] < self.bins.count.index_select(0, tiles)[:, None]  # (A, B)
+        g = (self.bins.offset.index_select(0, tiles)[:, None] + slots).clamp_max(len(self.bins.gid) - 1)
+        g = self.bins.gid.index_select(0, g.flatten())
+        ex = self.mx.index_select(0, g).view(A, B) - self.grid.centre_x.index_select(0, tiles)[:, None]
+        ey = self.my.index_select(0, g).view(A, B) - self.grid.centre_y.index_select(0, tiles)[:, None]
+        a, b, c = (t.index_select(0, g).view(A, B) for t in (self.ca, self.cb, self.cc))
+        # sigma - log(opacity) = k . (1, u, v, u^2, uv, v^2) for pixel offsets (u, v) from the tile centre
+        k0 = 0.5 * a * ex * ex + b * ex * ey + 0.5 * c * ey * ey - self.log_op.index_select(0, g).view(A, B)
+        k0 = torch.where(valid, k0, torch.full_like(k0, PAD_ENERGY))
+        coef = torch.stack([k0, -(a * ex + b * ey), -(b * ex + c * ey), 0.5 * a, b, 0.5 * c], -1)
+        energy = (coef.view(A * B, 6) @ self.grid.basis).view(A, B, P)
+        alpha = torch.clamp_max(torch.exp(-energy), ALPHA_MAX)
+        alpha = torch.where(alpha >= ALPHA_THRESHOLD, alpha, torch.zeros_like(alpha))
+        t_in = self.trans.index_select(0, tiles)
+        t_after = t_in[:, None, :] * torch.cumprod(1.0 - alpha, dim=1)  # transmittance after each pair
+        with torch.no_grad():
+            keep = t_after > T_STOP
+            stopped = (~keep & (alpha > 0)).any(dim=1) & (t_in > 0)
+        weight = torch.where(keep, alpha * t_after / (1.0 - alpha), torch.zeros_like(alpha))
+        deposit = torch.bmm(weight.transpose(1, 2), self.feats.index_select(0, g).view(A, B, -1))  # (A, P, F)
+        self.acc = self.acc.index_add(0, tiles, deposit)
+        t_out = t_in - deposit[..., -1]  # the last feature is 1: deposits sum the weights
+        zero = torch.zeros_like(t_out)
+        self.trans_done = self.trans_done.index_add(0, tiles, torch.where(stopped, t_out, zero))
+        self.trans = self.trans.index_copy(0, tiles, torch.where(stopped, zero, t_out))
+
+    def open_tiles(self, tiles: Tensor, pos: int) -> Tensor:
+        """The tiles with list entries left from `pos` and pixels still open."""
+        with torch.no_grad():
+            more = self.bins.count.index_select(0, tiles) > pos
+            more &= (self.trans.index_select(0, tiles) > 0).any(dim=1)
+        return tiles[more]
+
+
+def rasterize(projs: list[Projected], colors: list[Tensor], width: int, height: int, backgrounds: Tensor,
+              tile: int | None = None, batch: int = 16, min_slots: int = 4096, max_batch: int = 256,
+              max_elements: int = 1 << 22) -> tuple[Tensor, Tensor, Tensor]:
+    """Composite the projected Gaussians of several images (one `Projected` + (M_i, 3) colours each).
+
+    `backgrounds` is (I, 3). Returns rgb (I, H, W, 3), alpha (I, H, W, 1) and expected depth (I, H, W, 1):
+    accumulated weighted z over alpha (0 where nothing was drawn). Each round takes `batch` list entries
+    per active tile, more (up to `max_batch`) once few tiles remain, and is split so that no intermediate
+    holds more than `max_elements` (Gaussian, pixel) values."""
+    dev = backgrounds.device
+    dt = projs[0].means2d.dtype
+    n_img = len(projs)
+    sizes = torch.tensor([len(p.ids) for p in projs], device=dev)
+    image_ids = torch.repeat_interleave(torch.arange(n_img, device=dev), sizes)
+    means2d = torch.cat([p.means2d for p in projs])
+    depths = torch.cat([p.depths for p in projs])
+    radii = torch.cat([p.radii for p in projs])
+    # what each composited pair deposits: colour, depth and 1 (so the deposits also sum the weights)
+    feats = torch.cat([torch.cat(colors), depths[:, None], torch.ones_like(depths[:, None])], 1)
+
+    grid = TileGrid.build(tile or choose_tile(radii), width, height, n_img, dt, dev)
+    bins = bin_tiles(means2d, radii, depths, image_ids, n_img, width, height, grid.size)
+    comp = Compositor(grid, bins, means2d, torch.cat([p.conics for p in projs]),
+                      torch.log(torch.cat([p.opacities for p in projs])), feats)
+    active = (bins.count > 0).nonzero()[:, 0]
+    pos = 0
+    while len(active):
+        # fewer active tiles -> longer batches, so late rounds over a few deep tiles stay cheap
+        B = batch
+        if len(active) * batch < min_slots:  # largest power of two with len(active) * B <= min_slots
+            B = min(max_batch, max(batch, 1 << ((min_slots // len(active)).bit_length() - 1)))
+        longest = int(bins.count.index_select(0, active).max()) - pos
+        B = min(B, 1 << (longest - 1).bit_length())  # no longer than the longest remaining list needs
+        for part in active.split(max(1, max_elements // (B * grid.n_pix))):
+            comp.step(part, pos, B)
+        pos += B
+        active = comp.open_tiles(active, pos)
+
+    t_final = comp.trans + comp.trans_done
+    alpha = 1.0 - t_final
+    bg = backgrounds.to(dt).repeat_interleave(grid.cols * grid.rows, 0)  # per tile
+    rgb = comp.acc[..., :3] + t_final[..., None] * bg[:, None, :]
+    depth = comp.acc[..., 3] / alpha.clamp_min(1e-10)
+    return (grid.to_images(rgb, width, height), grid.to_images(alpha[..., None], width, height),
+            grid.to_images(depth[..., None], width, height))

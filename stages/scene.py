@@ -1,0 +1,91 @@
+"""What `render` and `export-ply` draw: a scene file opened once, asked for Gaussians per expression code.
+
+A static Gaussian set (.ply, or .safetensors from `save_gaussians`) has no expression; an avatar
+(.safetensors from `avat3r reconstruct`) turns a code into Gaussians through its network. Commands go through
+`open_scene` so they need not know which one they were given."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from stages.errors import BadInput
+from stages.gaussians import Gaussians, load_any, read_metadata
+from stages.gaussians.io import FORMAT as GAUSSIANS_FORMAT
+
+AVATAR_FORMAT = "avat3r-avatar"
+
+
+class Scene(Protocol):
+    """Gaussians on demand. `expression_dim` is None for scenes that take no expression code."""
+
+    path: Path
+    expression_dim: int | None
+
+    def gaussians(self, code: np.ndarray | None = None) -> Gaussians: ...
+
+
+class StaticScene:
+    """A fixed Gaussian set, loaded once and kept on the device."""
+
+    expression_dim: int | None = None
+
+    def __init__(self, path: Path, gaussians: Gaussians):
+        self.path = path
+        self._gaussians = gaussians
+
+    def gaussians(self, code: np.ndarray | None = None) -> Gaussians:
+        if code is not None:
+            raise BadInput("is a static Gaussian set and takes no expression codes", self.path)
+        return self._gaussians
+
+
+class AvatarScene:
+    """An avatar driven through its network; no code means the neutral expression (all zeros)."""
+
+    def __init__(self, path: Path, driver):
+        self.path = path
+        self._driver = driver
+        self.expression_dim: int | None = int(driver.expression_dim)
+
+    def gaussians(self, code: np.ndarray | None = None) -> Gaussians:
+        if code is None:
+            code = np.zeros(self.expression_dim, np.float32)
+        return self._driver.gaussians(code)
+
+
+def open_scene(path: str | Path, device: torch.device | str = "cpu",
+               checkpoint: str | Path | None = None) -> Scene:
+    """Open a .ply / .safetensors Gaussian set or an avatar. `checkpoint` matters for avatars only."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInput("scene file not found", path)
+    if not path.is_file():
+        raise BadInput("is not a file (expected a .ply or .safetensors scene)", path)
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        fmt = read_metadata(path).get("format", GAUSSIANS_FORMAT)
+        if fmt == AVATAR_FORMAT:
+            from stages.avatar import open_avatar
+
+            return AvatarScene(path, open_avatar(path, checkpoint, device))
+        if fmt != GAUSSIANS_FORMAT:
+            raise BadInput(f"holds '{fmt}', neither a Gaussian set nor an avatar", path)
+    elif suffix != ".ply":
+        raise BadInput(f"unknown scene type '{suffix}' (expected .ply or .safetensors)", path)
+    return StaticScene(path, load_any(path).to(torch.device(device)))
+
+
+def scene_codes(scene: Scene, exp: str | Path | None) -> np.ndarray | None:
+    """Codes from the .npy `exp` for this scene: refused for a static set, width-checked otherwise."""
+    if exp is None:
+        return None
+    if scene.expression_dim is None:
+        raise BadInput(f"is a static Gaussian set and takes no expression codes (drop --exp {exp})",
+                       scene.path)
+    from stages.expressions import load_codes
+
+    return load_codes(exp, scene.expression_dim)

@@ -1,0 +1,86 @@
+"""Baked studio lighting: colours depend on surface normals and a fixed set of lights in the world frame, never
+on the viewer, so every camera of a capture sees one consistent appearance (as under diffuse studio light).
+
+Lighting happens in linear RGB (albedo is sRGB): a soft key light, a fill, a rim from behind, sky/ground
+ambient, and ambient occlusion; skin gets wrapped diffuse (light bleeding past the terminator, warm in the
+shadow) as a cheap nod to subsurface scattering.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from stages.synth.identity import HeadIdentity
+
+INTERIOR = (0.045, 0.012, 0.012)  # what the inside of the head looks like through the lips
+
+
+@dataclass(frozen=True)
+class Lights:
+    key: tuple[float, float, float]
+    fill: tuple[float, float, float]
+    rim: tuple[float, float, float]
+    key_rgb: tuple[float, float, float]
+    fill_rgb: tuple[float, float, float]
+    rim_rgb: tuple[float, float, float]
+    sky: tuple[float, float, float]
+    ground: tuple[float, float, float]
+
+
+def _dir(az_deg: float, el_deg: float) -> tuple[float, float, float]:
+    az, el = math.radians(az_deg), math.radians(el_deg)
+    return (math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az))
+
+
+def lights_for(idn: HeadIdentity) -> Lights:
+    w = idn.light_warmth
+    warm = (1.0 + 0.06 * w, 1.0, 1.0 - 0.08 * w)
+    return Lights(
+        key=_dir(-35.0 + idn.light_azimuth, idn.light_elevation), fill=_dir(50.0 + 0.5 * idn.light_azimuth, 5.0),
+        rim=_dir(160.0, 35.0),
+        key_rgb=tuple(0.78 * c for c in warm), fill_rgb=(0.3, 0.31, 0.33), rim_rgb=(0.22, 0.22, 0.24),
+        sky=(0.36, 0.37, 0.4), ground=(0.16, 0.14, 0.13))
+
+
+def to_linear(c: Tensor) -> Tensor:
+    return c.clamp(0, 1) ** 2.2
+
+
+def to_srgb(c: Tensor) -> Tensor:
+    return c.clamp(1e-8, 1) ** (1 / 2.2)
+
+
+def shade(albedo: Tensor, normal: Tensor, ao: Tensor | None, lights: Lights, wrap: float = 0.0,
+          sheen: Tensor | None = None) -> Tensor:
+    """sRGB colour (N, 3) of albedo (N, 3) with unit normals (N, 3) under the studio lights."""
+    a = to_linear(albedo)
+    n = normal
+    occ = torch.ones_like(n[..., 0]) if ao is None else ao
+
+    def lambert(d: tuple[float, float, float]) -> Tensor:
+        c = (n @ n.new_tensor(d) + wrap) / (1 + wrap)
+        return c.clamp(min=0)
+
+    hemi = 0.5 + 0.5 * n[..., 1]
+    amb = n.new_tensor(lights.ground) + (n.new_tensor(lights.sky) - n.new_tensor(lights.ground)) * hemi[..., None]
+    direct = (lambert(lights.key)[..., None] * n.new_tensor(lights.key_rgb)
+              + lambert(lights.fill)[..., None] * n.new_tensor(lights.fill_rgb)
+              + lambert(lights.rim)[..., None] * n.new_tensor(lights.rim_rgb))
+    light = amb * occ[..., None] + direct * (0.35 + 0.65 * occ)[..., None]
+    if wrap > 0:  # warm light bleeding into the shadow side of skin
+        light = light * (1 + 0.12 * (1 - lambert(lights.key))[..., None] * n.new_tensor((0.25, -0.05, -0.12)))
+    out = a * light
+    if sheen is not None:
+        h = n.new_tensor(lights.key) + n.new_tensor((0.0, 0.0, 1.0))
+        h = h / h.norm()
+        spec = (n @ h).clamp(min=0) ** 8
+        out = out + (sheen * spec * occ)[..., None] * 0.35 * (0.3 + a)
+    return to_srgb(out)
+
+
+def interior(n: int, like: Tensor) -> Tensor:
+    return like.new_tensor(INTERIOR).expand(n, 3)

@@ -1,0 +1,44 @@
+"""Training options in one dataclass; saved beside every checkpoint so a run can be reproduced and resumed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class TrainConfig:
+    out: str = "runs/avat3r"  # run folder: checkpoints, metrics.jsonl, validation grids
+    data: str = "synth"  # "synth" (generated on the fly) or a dataset folder (SPEC section 7)
+    preset: str = "base"  # model preset (stages.model.config.PRESETS)
+    model_overrides: dict = field(default_factory=dict)
+    steps: int = 20000
+    batch_size: int = 4  # avatars per step (per GPU)
+    n_inputs: int = 4
+    n_supervision: int = 8
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup: int = 500
+    min_lr_ratio: float = 0.05  # cosine decay down to lr * min_lr_ratio
+    grad_clip: float = 1.0
+    l1_weight: float = 0.8
+    ssim_weight: float = 0.2
+    alpha_weight: float = 0.2  # rendered alpha vs the target mask (keeps the silhouette tight)
+    lpips_weight: float = 0.01
+    lpips_after: int = -1  # step from which LPIPS joins the loss; -1 = never
+    prior: str = "builtin"  # "builtin" (the same prior as at test time) or "gt" (ground-truth depth + noise)
+    consistent_inputs: bool = False  # ablation: inputs at the target expression instead of other timesteps
+    n_cameras: int = 32  # synthetic studio size sampled from
+    log_every: int = 50
+    val_every: int = 1000
+    ckpt_every: int = 1000
+    seed: int = 0
+    device: str = "auto"
+    bf16: bool = True  # autocast on CUDA
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @staticmethod
+    def from_json(text: str) -> TrainConfig:
+        return TrainConfig(**json.loads(text))

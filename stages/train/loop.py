@@ -1,0 +1,192 @@
+"""The training loop (nanoGPT-style: one plain function). Adam with warm-up and cosine decay, bf16 autocast
+on CUDA, gradient clipping, checkpoints every N steps and on SIGTERM with exact resume, a JSONL metrics log,
+PNG validation grids, and DistributedDataParallel when launched with torchrun."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from stages.io import atomic_path, write_image
+from stages.metrics import psnr, ssim
+from stages.model import Avat3rNet, preset
+from stages.model.checkpoint import save_checkpoint
+from stages.render import render
+from stages.train.config import TrainConfig
+from stages.train.data import Batch, SynthSource, collate
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to lr * min_lr_ratio."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def render_batch(model: torch.nn.Module, batch: Batch, backgrounds: Tensor) -> tuple[Tensor, Tensor]:
+    """Predict each avatar's Gaussians at its target expression and render its supervision views. `model` may
+    be the DDP wrapper, whose forward all-reduces the gradients."""
+    maps = model(batch.images, batch.pos, batch.conf, batch.masks, batch.cameras, batch.codes)
+    B, T = batch.target_rgb.shape[:2]
+    rgbs, alphas = [], []
+    for b in range(B):
+        out = render(maps.gaussians(b), batch.target_cameras[b * T:(b + 1) * T], background=backgrounds[b])
+        rgbs.append(out.rgb)
+        alphas.append(out.alpha[..., 0])
+    return torch.stack(rgbs), torch.stack(alphas)
+
+
+def loss_terms(pred_rgb: Tensor, pred_alpha: Tensor, batch: Batch, backgrounds: Tensor, cfg: TrainConfig,
+               lpips_net: Callable[[Tensor, Tensor], Tensor] | None, step: int) -> tuple[Tensor, dict[str, float]]:
+    """0.8·L1 + 0.2·(1−SSIM) on images composited over a random background, + alpha L1 (+ LPIPS late)."""
+    a = batch.target_alpha[..., None]
+    target = batch.target_rgb * a + backgrounds[:, None, None, None, :] * (1 - a)
+    p = pred_rgb.flatten(0, 1).permute(0, 3, 1, 2).float()
+    t = target.flatten(0, 1).permute(0, 3, 1, 2).float()
+    l1 = (p - t).abs().mean()
+    s = ssim(p, t).mean()
+    la = (pred_alpha.float() - batch.target_alpha).abs().mean()
+    loss = cfg.l1_weight * l1 + cfg.ssim_weight * (1 - s) + cfg.alpha_weight * la
+    logs = {"l1": l1.item(), "ssim": s.item(), "alpha_l1": la.item()}
+    if lpips_net is not None and 0 <= cfg.lpips_after <= step:
+        lp = lpips_net(p.clamp(0, 1), t).mean()
+        loss = loss + cfg.lpips_weight * lp
+        logs["lpips"] = lp.item()
+    with torch.no_grad():
+        logs["psnr"] = psnr(p.clamp(0, 1), t).mean().item()
+    logs["loss"] = loss.item()
+    return loss, logs
+
+
+def _rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_training_state(out: Path, model: Avat3rNet, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> None:
+    """Weights (safetensors, usable as a checkpoint) + everything needed to resume bit-identically."""
+    save_checkpoint(out / "model.safetensors", model, {"step": str(step), "train_config": cfg.to_json()})
+    with atomic_path(out / "train_state.pt") as tmp:
+        torch.save({"step": step, "optimizer": opt.state_dict(), "rng": _rng_state(),
+                    "model": model.state_dict(), "config": cfg.to_json()}, tmp)
+
+
+def validation_grid(pred: Tensor, batch: Batch, path: Path, max_rows: int = 4) -> None:
+    """Rows: inputs (4) | targets (first 4) | predictions (first 4), for the first avatars of the batch."""
+    rows = []
+    for b in range(min(max_rows, pred.shape[0])):
+        ins = [batch.images[b, v] * batch.masks[b, v, ..., None] for v in range(batch.images.shape[1])]
+        tg = [batch.target_rgb[b, t] * batch.target_alpha[b, t, ..., None] for t in range(4)]
+        pr = [pred[b, t].clamp(0, 1) for t in range(4)]
+        rows.append(torch.cat(ins + tg + pr, dim=1))
+    write_image(path, torch.cat(rows, 0).detach().float().cpu().numpy())
+
+
+def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = True,
+          stop_after: int | None = None) -> Path:
+    """Train (or resume) the run in cfg.out; returns the run folder. `stop_after` ends early (for tests)."""
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank = int(os.environ.get("RANK", "0"))
+    if distributed:
+        dist.init_process_group("nccl")
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        device = torch.device("cuda", torch.cuda.current_device())
+    else:
+        device = torch.device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    model_cfg = preset(cfg.preset, **cfg.model_overrides)
+    model = Avat3rNet(model_cfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    step = 0
+    state_path = out / "train_state.pt"
+    if resume and state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"])
+        step = state["step"]
+        log(f"resumed {out} at step {step}")
+    if rank == 0:
+        (out / "train_config.json").write_text(cfg.to_json())
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index]) if distributed else model
+    source = SynthSource(model_cfg.image_size, cfg.n_inputs, cfg.n_supervision, cfg.n_cameras, cfg.seed,
+                         cfg.consistent_inputs)
+    lpips_net = None
+    if cfg.lpips_after >= 0:
+        from stages.metrics import LPIPS
+
+        lpips_net = LPIPS("vgg").to(device).eval()
+        for p_ in lpips_net.parameters():
+            p_.requires_grad_(False)
+    stop = {"flag": False}
+
+    def on_term(signum, frame):  # noqa: ARG001 - signal handler signature
+        stop["flag"] = True
+
+    old_handler = signal.signal(signal.SIGTERM, on_term) if rank == 0 or distributed else None
+    autocast = device.type == "cuda" and cfg.bf16
+    metrics_file = out / "metrics.jsonl"
+    t0, last = time.perf_counter(), {}
+    end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
+    try:
+        while step < end:
+            model.train()
+            examples = [source.example(step, rank, i, device) for i in range(cfg.batch_size)]
+            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 31 + rank)
+            batch = collate(examples, cfg.prior, g)
+            backgrounds = torch.rand(cfg.batch_size, 3, generator=g).to(device)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                pred_rgb, pred_alpha = render_batch(net, batch, backgrounds)
+            loss, logs = loss_terms(pred_rgb, pred_alpha, batch, backgrounds, cfg, lpips_net, step)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            step += 1
+            logs.update(step=step, lr=lr_at(step - 1, cfg), grad_norm=float(gnorm),
+                        sec_per_step=(time.perf_counter() - t0) / max(1, step - (last.get("step0") or 0)))
+            last = {**logs, "step0": last.get("step0", step - 1)}
+            if rank == 0 and (step % cfg.log_every == 0 or step == end):
+                with metrics_file.open("a") as f:
+                    f.write(json.dumps(logs) + "\n")
+                log(f"step {step:>7d}  loss {logs['loss']:.4f}  psnr {logs['psnr']:.2f}  ssim {logs['ssim']:.3f}  "
+                    f"lr {logs['lr']:.2e}  {logs['sec_per_step']:.3f}s/step")
+            if rank == 0 and (step % cfg.val_every == 0 or step == end):
+                validation_grid(pred_rgb, batch, out / "val" / f"step_{step:07d}.png")
+            if rank == 0 and (step % cfg.ckpt_every == 0 or step == end or stop["flag"]):
+                save_training_state(out, model, opt, step, cfg)
+            if stop["flag"]:
+                log(f"SIGTERM: saved step {step} to {out}; resume with the same command")
+                break
+    finally:
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
+        if distributed:
+            dist.destroy_process_group()
+    return out
