@@ -29,7 +29,7 @@ def animate_cmd(
     avatar: Annotated[Path, typer.Argument(help="Avatar file from `avat3r reconstruct`.")],
     exp: Annotated[Path, typer.Option("--exp", help="Expression sequence: .npy of shape (T, D) or (D,).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Video to write (.mp4).")],
-    camera: Annotated[str, typer.Option(help="front, orbit, or a transforms.json (cameras cycled over frames).")] = "orbit",
+    camera: Annotated[str, typer.Option(help="front, orbit, or a transforms.json (cycled over frames).")] = "orbit",
     fps: Annotated[float, typer.Option(help="Frames per second of the video.")] = 25.0,
     size: Annotated[int, typer.Option(help="Output resolution (square) for front/orbit.")] = 256,
     background: Annotated[str, typer.Option(help="white, black, grey or R,G,B in [0,1].")] = "white",

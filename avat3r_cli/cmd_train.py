@@ -31,7 +31,7 @@ def train_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, metrics.jsonl, val/).")],
     data: Annotated[str, typer.Option(help="'synth' (generated on the fly) or a dataset folder.")] = "synth",
     preset: Annotated[str, typer.Option(help="Model size: tiny|base|paper.")] = "base",
-    set_: Annotated[list[str], typer.Option("--set", help="Model config override key=value (repeatable).")] = [],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Model config override key=value.")] = None,
     steps: Annotated[int, typer.Option(help="Total optimisation steps.")] = 20000,
     batch_size: Annotated[int, typer.Option(help="Avatars per step (per GPU).")] = 4,
     lr: Annotated[float, typer.Option(help="Peak learning rate (Adam).")] = 3e-4,
@@ -60,7 +60,7 @@ def train_cmd(
         raise BadInput(f"--prior {prior}: expected builtin or gt")
     dev = resolve_device(device)
     rep = Reporter(quiet, dev)
-    cfg = TrainConfig(out=str(out), data=data, preset=preset, model_overrides=parse_overrides(set_), steps=steps,
+    cfg = TrainConfig(out=str(out), data=data, preset=preset, model_overrides=parse_overrides(set_ or []), steps=steps,
                       batch_size=batch_size, lr=lr, warmup=warmup, prior=prior, consistent_inputs=consistent_inputs,
                       lpips_after=lpips_after, log_every=log_every, ckpt_every=ckpt_every, val_every=val_every,
                       seed=seed, device=str(dev))

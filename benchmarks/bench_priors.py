@@ -1,10 +1,11 @@
 """Speed and quality of the built-in geometry prior on synthetic captures with ground-truth depth.
 
 Per seed: the 4 inputs `make_synthetic_capture(out, seed, size)` writes (a synthetic head seen from about
--55 to +55 degrees of azimuth, 1 m away, each input at its own random expression), rendered with depth. Reported per capture: the time of `builtin_priors` (best of --repeats; CUDA timed with events
-after a warm-up), the median position error in millimetres over foreground pixels against the rendered
-depth, the fraction of foreground pixels with confidence > 0.5, the median error over those pixels, and the
-error of the visual hull alone for reference. `--scene analytic` uses the ellipsoid test scene instead
+-55 to +55 degrees of azimuth, 1 m away, each input at its own random expression), rendered with depth.
+Reported per capture: the time of `builtin_priors` (best of --repeats; CUDA timed with events after a
+warm-up), the median and 90th-percentile position error in millimetres over foreground pixels against the
+rendered depth, the fraction of foreground pixels with confidence > 0.5, the median error over those pixels,
+and the error of the visual hull alone for reference. `--scene analytic` uses the ellipsoid test scene instead
 (no synth renderer needed).
 
     .venv/bin/python benchmarks/bench_priors.py --seeds 4                       # 256², CPU, 2 threads

@@ -51,8 +51,9 @@ def create_avatar(model: Avat3rNet, model_meta: dict, images: torch.Tensor, mask
     """Run the identity encoder once on one capture (already at the model's resolution)."""
     dev = next(model.parameters()).device
     with torch.no_grad():
+        feat_b = None if feat is None else feat[None].to(dev)
         state = model.encode_identity(images[None].to(dev), pos[None].to(dev), conf[None].to(dev),
-                                      masks[None].to(dev), cameras.to(dev), None if feat is None else feat[None].to(dev))
+                                      masks[None].to(dev), cameras.to(dev), feat_b)
     cfg = model.cfg
     meta = {"format": FORMAT, "version": str(VERSION), "checkpoint_path": model_meta.get("path", ""),
             "checkpoint_sha256": model_meta.get("sha256", ""), "expression_space": cfg.expr_space,

@@ -150,8 +150,10 @@ class Avat3rNet(nn.Module):
         self.view_embed = nn.Parameter(torch.zeros(1, cfg.max_views, 1, d))
         self.feat_proj = nn.Linear(cfg.feat_dim, d) if cfg.feat_dim > 0 else None
         self.expr = ExpressionEncoder(cfg.expr_dim, d, cfg.expr_tokens)
-        kinds = (["self"] * cfg.self_layers + ["cross"] * cfg.cross_layers if cfg.layout == "stacked"
-                 else [k for pair in zip(["self"] * cfg.self_layers, ["cross"] * cfg.cross_layers) for k in pair])
+        if cfg.layout == "stacked":
+            kinds = ["self"] * cfg.self_layers + ["cross"] * cfg.cross_layers
+        else:
+            kinds = [k for _ in range(cfg.self_layers) for k in ("self", "cross")]
         if cfg.layout == "interleaved" and cfg.self_layers != cfg.cross_layers:
             raise ValueError("interleaved layout needs as many self- as cross-attention layers")
         self.kinds = kinds

@@ -48,10 +48,10 @@ def _skin_rest(model) -> Tensor:
     xy = [(-x_out + 0.003, by - 0.001), (-(ex + 0.002), by + idn.brow_arch + 0.0005), (-x_in - 0.002, by),
           (x_in + 0.002, by), (ex + 0.002, by + idn.brow_arch + 0.0005), (x_out - 0.003, by - 0.001),
           (0.0, ey + 0.004), (0.0, tip[1]), (-0.0125 * rig.nose_w, tip[1] - 0.005),
-          (0.0125 * rig.nose_w, tip[1] - 0.005), (-mw * 0.98, ys), (mw * 0.98, ys),
+          (0.0125 * rig.nose_w, tip[1] - 0.005), (-mw * 0.98, ys + 0.0006), (mw * 0.98, ys + 0.0006),
           (0.0, my + idn.upper_lip * 0.85), (0.0, my + 0.0004), (0.0, my - 0.0004),
           (0.0, my - idn.lower_lip * 0.8), (0.0, rig_chin(model)), (-0.05 * idn.jaw_width, my - 0.02),
-          (0.05 * idn.jaw_width, my - 0.02)]
+          (0.05 * idn.jaw_width, my - 0.02), (-mw * 0.98, ys - 0.0006), (mw * 0.98, ys - 0.0006)]
     pts = trace_front(idn, torch.tensor(xy, dtype=torch.float32, device=model.device))
     model._kp_rest = pts
     return pts
@@ -69,6 +69,8 @@ def keypoints(model, expression: np.ndarray) -> Tensor:
     rig, idn = model.rig, model.idn
     skin = _skin_rest(model)
     skin = face_deform(skin, w, rig) if w else skin
+    # a mouth corner is where the lips meet: halfway between the upper and the lower lip's end
+    skin = torch.cat([skin[:10], 0.5 * (skin[10:12] + skin[19:21]), skin[12:19]])
     eyes = []
     lid = []
     pupils = []

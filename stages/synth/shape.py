@@ -26,7 +26,7 @@ THETA_MAX = math.radians(152.0)  # below this the neck takes over
 _MAP_SIZE = (128, 256)  # (θ, φ) samples of the whole-head radius map (~2 mm apart)
 _FACE_THETA = (math.radians(62.0), math.radians(142.0))  # the fine face map's window (~0.6 mm apart)
 _FACE_PHI = math.radians(46.0)
-_FACE_SIZE = (230, 260)
+_FACE_SIZE = (210, 230)
 
 
 def ellipsoid(p: Tensor, c: tuple, r: tuple) -> Tensor:
@@ -139,15 +139,26 @@ def ray_dirs(theta: Tensor, phi: Tensor) -> Tensor:
     return torch.stack([st * torch.sin(phi), torch.cos(theta), st * torch.cos(phi)], -1)
 
 
-def trace_radius(dirs: Tensor, idn: HeadIdentity, iters: int = 34) -> Tensor:
-    """Distance from CENTRE to the outermost skin crossing along each direction (sphere tracing inward)."""
+def trace_radius(dirs: Tensor, idn: HeadIdentity, iters: int = 40, tol: float = 2e-6) -> Tensor:
+    """Distance from CENTRE to the outermost skin crossing along each direction (sphere tracing inward).
+
+    Rays that have converged are dropped from the batch every few steps, so grazing rays (nose sides) get the
+    iterations they need without every ray paying for them."""
     c = dirs.new_tensor(CENTRE)
     an = anatomy(idn)
-    r = torch.full(dirs.shape[:-1], 0.17, dtype=dirs.dtype, device=dirs.device)
-    for _ in range(iters):
-        d = head_sdf(c + dirs * r[..., None], idn, an)
-        r = r - 0.85 * d.clamp(min=-0.002)
-    return r
+    flat = dirs.reshape(-1, 3)
+    r = torch.full((flat.shape[0],), 0.17, dtype=dirs.dtype, device=dirs.device)
+    active = torch.arange(flat.shape[0], device=dirs.device)
+    done = 0
+    while done < iters and active.numel():
+        dr, rr = flat[active], r[active]
+        for _ in range(6):
+            d = head_sdf(c + dr * rr[:, None], idn, an)
+            rr = rr - 0.85 * d.clamp(min=-0.002)
+        r[active] = rr
+        done += 6
+        active = active[d.abs() > tol]
+    return r.reshape(dirs.shape[:-1])
 
 
 class RadiusMap:

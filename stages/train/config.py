@@ -28,7 +28,12 @@ class TrainConfig:
     lpips_after: int = -1  # step from which LPIPS joins the loss; -1 = never
     prior: str = "builtin"  # "builtin" (the same prior as at test time) or "gt" (ground-truth depth + noise)
     consistent_inputs: bool = False  # ablation: inputs at the target expression instead of other timesteps
-    n_cameras: int = 32  # synthetic studio size sampled from
+    n_cameras: int = 32  # synthetic studio size ("fresh" source)
+    source: str = "pool"  # "pool": a bank of pre-rendered subjects reused for many steps; "fresh": new each time
+    pool_slots: int = 32  # subjects held at once
+    pool_timesteps: int = 8  # expressions rendered per subject
+    pool_cameras: int = 16  # studio views rendered per subject and expression
+    pool_lifetime: int = 400  # steps a subject stays in the pool
     log_every: int = 50
     val_every: int = 1000
     ckpt_every: int = 1000

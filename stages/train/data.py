@@ -61,10 +61,85 @@ class SynthSource:
     def example(self, step: int, rank: int, index: int, device: torch.device) -> dict:
         from stages.synth import sample_training_example
 
-        g = torch.Generator().manual_seed(hash((self.seed, step, rank, index)) % (2**62))
+        g = torch.Generator().manual_seed(_seed(self.seed, step, rank, index))
         kwargs = {"consistent_inputs": True} if self.consistent else {}
         return sample_training_example(g, n_inputs=self.n_inputs, n_supervision=self.n_supervision,
                                        size=self.size, device=device, n_cameras=self.n_cameras, **kwargs)
+
+
+def _seed(*parts: int) -> int:
+    """A stable 62-bit seed from integers (Python's hash of an int tuple does not depend on PYTHONHASHSEED)."""
+    return hash(tuple(int(p) for p in parts)) % (2**62)
+
+
+class SynthPool:
+    """A GPU-resident bank of synthetic subjects, each rendered once at `timesteps` expressions × `cameras`
+    studio views and then reused for many examples. Building a head is far costlier than sampling views of it,
+    so this keeps the GPU busy with learning. Slots are refreshed on a staggered schedule; what a slot holds at
+    a step is a pure function of (seed, slot, step), so a resumed run sees exactly the same data."""
+
+    def __init__(self, size: int, n_inputs: int, n_supervision: int, seed: int, slots: int = 32,
+                 timesteps: int = 8, cameras: int = 16, lifetime: int = 400, consistent_inputs: bool = False):
+        if cameras < n_inputs + n_supervision:
+            raise ValueError("the studio needs at least n_inputs + n_supervision cameras")
+        self.size, self.n_inputs, self.n_supervision, self.seed = size, n_inputs, n_supervision, seed
+        self.slots, self.timesteps, self.cameras, self.lifetime = slots, timesteps, cameras, lifetime
+        self.consistent = consistent_inputs
+        self._cache: dict[int, tuple[int, dict]] = {}
+        self.built = 0
+
+    def _build(self, slot: int, generation: int, device: torch.device) -> dict:
+        import numpy as np
+
+        from stages.synth import render_head, sample_expression, sample_identity, studio_cameras
+
+        sid = _seed(self.seed, slot, generation, 7)
+        identity = sample_identity(sid)
+        rng = np.random.default_rng(sid)
+        cams = studio_cameras(self.cameras, self.size, seed=int(rng.integers(0, 2**31 - 1)))
+        exprs = np.stack([sample_expression(rng) for _ in range(self.timesteps)])
+        rgb, alpha, depth = [], [], []
+        for t in range(self.timesteps):
+            out = render_head(identity, exprs[t], cams, device=device)
+            rgb.append(out["rgb"].half())
+            alpha.append(out["alpha"].half())
+            depth.append(out["depth"].float())
+        self.built += 1
+        return {"rgb": torch.stack(rgb), "alpha": torch.stack(alpha), "depth": torch.stack(depth),
+                "cameras": cams.to(device), "expr": torch.from_numpy(exprs).float().to(device)}
+
+    def subject(self, slot: int, step: int, device: torch.device) -> dict:
+        offset = slot * self.lifetime // self.slots
+        generation = (step + offset) // self.lifetime
+        hit = self._cache.get(slot)
+        if hit is None or hit[0] != generation:
+            self._cache[slot] = (generation, self._build(slot, generation, device))
+        return self._cache[slot][1]
+
+    def example(self, step: int, rank: int, index: int, device: torch.device) -> dict:
+        from stages.synth.studio import farthest_views
+
+        g = torch.Generator().manual_seed(_seed(self.seed, step, rank, index))
+        slot = int(torch.randint(0, self.slots, (1,), generator=g))
+        s = self.subject(slot, step, device)
+        cams: Cameras = s["cameras"]
+        inputs = farthest_views(cams.forward_dirs().cpu(), self.n_inputs, g)
+        rest = [c for c in range(len(cams)) if c not in inputs]
+        targets = [rest[i] for i in torch.randperm(len(rest), generator=g)[: self.n_supervision].tolist()]
+        t_target = int(torch.randint(0, self.timesteps, (1,), generator=g))
+        if self.consistent:
+            t_in = [t_target] * self.n_inputs
+        else:  # different timesteps from the target's (and from each other while there are enough)
+            others = [t for t in range(self.timesteps) if t != t_target]
+            perm = torch.randperm(len(others), generator=g).tolist()
+            t_in = [others[perm[i % len(others)]] for i in range(self.n_inputs)]
+        ti, ci = torch.tensor(t_in), torch.tensor(inputs)
+        return {
+            "input_rgb": s["rgb"][ti, ci].float(), "input_alpha": s["alpha"][ti, ci].float(),
+            "input_depth": s["depth"][ti, ci], "input_cameras": cams[inputs], "input_expr": s["expr"][ti],
+            "target_rgb": s["rgb"][t_target, targets].float(), "target_alpha": s["alpha"][t_target, targets].float(),
+            "target_cameras": cams[targets], "target_expr": s["expr"][t_target],
+        }
 
 
 def collate(examples: list[dict], prior: str, generator: torch.Generator | None = None) -> Batch:

@@ -24,7 +24,7 @@ from stages.model import Avat3rNet, preset
 from stages.model.checkpoint import save_checkpoint
 from stages.render import render
 from stages.train.config import TrainConfig
-from stages.train.data import Batch, SynthSource, collate
+from stages.train.data import Batch, SynthPool, SynthSource, collate
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -133,8 +133,12 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
     if rank == 0:
         (out / "train_config.json").write_text(cfg.to_json())
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index]) if distributed else model
-    source = SynthSource(model_cfg.image_size, cfg.n_inputs, cfg.n_supervision, cfg.n_cameras, cfg.seed,
-                         cfg.consistent_inputs)
+    if cfg.source == "pool":
+        source = SynthPool(model_cfg.image_size, cfg.n_inputs, cfg.n_supervision, cfg.seed, cfg.pool_slots,
+                           cfg.pool_timesteps, cfg.pool_cameras, cfg.pool_lifetime, cfg.consistent_inputs)
+    else:
+        source = SynthSource(model_cfg.image_size, cfg.n_inputs, cfg.n_supervision, cfg.n_cameras, cfg.seed,
+                             cfg.consistent_inputs)
     lpips_net = None
     if cfg.lpips_after >= 0:
         from stages.metrics import LPIPS
@@ -150,7 +154,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
     old_handler = signal.signal(signal.SIGTERM, on_term) if rank == 0 or distributed else None
     autocast = device.type == "cuda" and cfg.bf16
     metrics_file = out / "metrics.jsonl"
-    t0, last = time.perf_counter(), {}
+    t_log, step_log = time.perf_counter(), step
     end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
     try:
         while step < end:
@@ -169,10 +173,11 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             step += 1
-            logs.update(step=step, lr=lr_at(step - 1, cfg), grad_norm=float(gnorm),
-                        sec_per_step=(time.perf_counter() - t0) / max(1, step - (last.get("step0") or 0)))
-            last = {**logs, "step0": last.get("step0", step - 1)}
+            logs.update(step=step, lr=lr_at(step - 1, cfg), grad_norm=float(gnorm))
             if rank == 0 and (step % cfg.log_every == 0 or step == end):
+                now = time.perf_counter()
+                logs["sec_per_step"] = (now - t_log) / max(1, step - step_log)
+                t_log, step_log = now, step
                 with metrics_file.open("a") as f:
                     f.write(json.dumps(logs) + "\n")
                 log(f"step {step:>7d}  loss {logs['loss']:.4f}  psnr {logs['psnr']:.2f}  ssim {logs['ssim']:.3f}  "
