@@ -42,6 +42,8 @@ def train_cmd(
     log_every: Annotated[int, typer.Option(help="Steps between log lines.")] = 50,
     ckpt_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 1000,
     val_every: Annotated[int, typer.Option(help="Steps between validation grids.")] = 1000,
+    time_limit: Annotated[float, typer.Option(help="Save and stop after this many seconds (0: none).")] = 0.0,
+    init: Annotated[Path | None, typer.Option(help="Start from these weights instead of random ones.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/train_state.pt when present.")] = True,
     ship: Annotated[Path | None, typer.Option(help="After training, export fp16 shards (≤16 MiB) here.")] = None,
     device: DeviceOpt = "auto",
@@ -63,13 +65,15 @@ def train_cmd(
     cfg = TrainConfig(out=str(out), data=data, preset=preset, model_overrides=parse_overrides(set_ or []), steps=steps,
                       batch_size=batch_size, lr=lr, warmup=warmup, prior=prior, consistent_inputs=consistent_inputs,
                       lpips_after=lpips_after, log_every=log_every, ckpt_every=ckpt_every, val_every=val_every,
-                      seed=seed, device=str(dev))
+                      seed=seed, device=str(dev), time_limit=time_limit, init=str(init) if init else "")
     run = train(cfg, log=rep.log if not quiet else (lambda m: None), resume=resume)
     if ship is not None:
         import torch
 
         model, _ = load_model(run / "model.safetensors")
-        save_checkpoint(ship, model, {"trained_steps": str(steps), "train_config": cfg.to_json()},
+        save_checkpoint(ship, model, {"trained_steps": (run / "train_state.pt").is_file() and str(
+                            torch.load(run / "train_state.pt", weights_only=False)["step"]) or "0",
+                            "train_config": cfg.to_json()},
                         dtype=torch.float16, shard=True)
     rep.summary(f"trained {run}" + (f", shipped to {ship}" if ship else ""))
 

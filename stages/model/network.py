@@ -189,7 +189,8 @@ class Avat3rNet(nn.Module):
             raise ValueError(f"the model takes {cfg.image_size}² inputs, got {W}x{H}")
         fg = masks > 0.5
         keep = fg & (conf >= cfg.conf_threshold) if cfg.use_pos_prior else fg
-        o, d = cameras.rays(H, W)
+        with torch.autocast(images.device.type, enabled=False):  # ray geometry must stay float32
+            o, d = cameras.to(images.device, torch.float32).rays(H, W)
         o, d = o.view(B, V, H, W, 3), d.view(B, V, H, W, 3)
         pos = torch.where(keep[..., None], pos, torch.zeros_like(pos))
         img_n, pos_n, conf_n = images * 2 - 1, pos * POS_SCALE, (conf * fg).unsqueeze(-1)

@@ -117,7 +117,7 @@ def builtin_priors(images: Tensor, masks: Tensor, cameras: Cameras, settings: Bu
     note = steps or (lambda name: None)
     V, size = images.shape[0], images.shape[1]
     dev = images.device
-    gray = (images @ torch.tensor(LUMA, device=dev, dtype=images.dtype))[:, None]  # (V, 1, H, W)
+    gray = sum(w * images[..., i] for i, w in enumerate(LUMA))[:, None]  # (V, 1, H, W)
     passes = s.plan(size)
     fg_out = masks > 0.5
     o, d = cameras.rays()

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from stages.cameras import Cameras
-from stages.priors.geometry import inside_image, ray_dirs, sample
+from stages.priors.geometry import inside_image, project, ray_dirs, sample
 
 
 def consistent_views(cameras: Cameras, t: Tensor, valid: Tensor, max_px: float = 1.0,
@@ -28,12 +28,12 @@ def consistent_views(cameras: Cameras, t: Tensor, valid: Tensor, max_px: float =
     for k in range(1, V):
         src = (torch.arange(V, device=t.device) + k) % V
         cam_s = cameras[src]
-        uv, z = cam_s.project(pts)
+        uv, z = project(cam_s, pts)
         lookup = torch.stack([t[src], valid[src].to(t)], 1)  # (V, 2, H, W)
         got = sample(lookup, uv, mode="nearest")  # (V, 2, H*W)
         t_s, ok_s = got[:, 0], got[:, 1] > 0.5
         x_src = o[src, :1, :1].reshape(V, 1, 3) + t_s[..., None] * ray_dirs(cam_s, uv)
-        uv_back, _ = cameras.project(x_src)
+        uv_back, _ = project(cameras, x_src)
         err = (uv_back - pix.reshape(1, -1, 2)).norm(dim=-1)
         rel = (x_src - pts).norm(dim=-1) / t.reshape(V, -1).clamp(min=1e-6)
         seen = ok_s & (z > 0) & inside_image(uv, cameras.width, cameras.height)

@@ -16,8 +16,9 @@ from stages.cameras import GL_TO_CV, Cameras
 
 def to_grid(uv: Tensor, width: int, height: int) -> Tensor:
     """Continuous pixel coordinates (..., 2) to grid_sample's normalised [-1, 1] (align_corners=False)."""
-    scale = torch.tensor([2.0 / width, 2.0 / height], dtype=uv.dtype, device=uv.device)
-    return uv * scale - 1.0
+    if width == height:
+        return uv * (2.0 / width) - 1.0
+    return torch.stack([uv[..., 0] * (2.0 / width) - 1.0, uv[..., 1] * (2.0 / height) - 1.0], dim=-1)
 
 
 def sample(images: Tensor, uv: Tensor, mode: str = "bilinear", fill: float = 0.0) -> Tensor:
@@ -40,24 +41,41 @@ def inside_image(uv: Tensor, width: int, height: int) -> Tensor:
     return (uv[..., 0] >= 0) & (uv[..., 0] < width) & (uv[..., 1] >= 0) & (uv[..., 1] < height)
 
 
-def project(cameras: Cameras, points: Tensor) -> tuple[Tensor, Tensor]:
-    """Project points (N, ..., 3), one set per camera, into their cameras: (uv (N, ..., 2), depth (N, ...)).
+def _expand(x: Tensor, dims: int) -> Tensor:
+    """(N, ...) per-camera values shaped to broadcast against (N, <dims axes>)."""
+    return x.reshape(x.shape[0], *((1,) * dims), *x.shape[1:])
 
-    Depth is camera-space z (positive in front); uv is meaningless where depth <= 0."""
-    shape = points.shape[:-1]
-    uv, z = cameras.project(points.reshape(shape[0], -1, 3))
-    return uv.reshape(*shape, 2), z.reshape(shape)
+
+def project(cameras: Cameras, points: Tensor) -> tuple[Tensor, Tensor]:
+    """Project points into every camera: (uv (N, ..., 2), camera-space depth z (N, ...)).
+
+    `points` is (N, ..., 3), one set per camera, or (P, 3), the same points for all. Elementwise arithmetic
+    with the rigid inverse written out, so it never synchronises a GPU (no matrix inverse, no host tensors);
+    uv is meaningless where z <= 0."""
+    if points.dim() == 2:
+        points = points[None]
+    dims = points.dim() - 2
+    R = _expand(cameras.c2w[:, :3, :3], dims)  # world from camera (OpenGL axes)
+    c = _expand(cameras.c2w[:, :3, 3], dims)
+    rel = points - c
+    # camera coordinates: R^T (x - c); OpenGL (x, y, -z) is OpenCV (x, -y, z)
+    x = (R[..., 0, 0] * rel[..., 0] + R[..., 1, 0] * rel[..., 1] + R[..., 2, 0] * rel[..., 2])
+    y = -(R[..., 0, 1] * rel[..., 0] + R[..., 1, 1] * rel[..., 1] + R[..., 2, 1] * rel[..., 2])
+    z = -(R[..., 0, 2] * rel[..., 0] + R[..., 1, 2] * rel[..., 1] + R[..., 2, 2] * rel[..., 2])
+    zs = z.clamp(min=1e-8)
+    u = _expand(cameras.fx, dims) * x / zs + _expand(cameras.cx, dims)
+    v = _expand(cameras.fy, dims) * y / zs + _expand(cameras.cy, dims)
+    return torch.stack([u, v], dim=-1), z
 
 
 def ray_dirs(cameras: Cameras, uv: Tensor) -> Tensor:
     """Unit world-space ray directions (N, ..., 3) through pixel positions uv (N, ..., 2) of each camera."""
-    n = uv.shape[0]
-    view = (n,) + (1,) * (uv.dim() - 2)
-    x = (uv[..., 0] - cameras.cx.view(view)) / cameras.fx.view(view)
-    y = (uv[..., 1] - cameras.cy.view(view)) / cameras.fy.view(view)
-    d_cam = torch.stack([x, -y, -torch.ones_like(x)], dim=-1)  # OpenCV (x, y, 1) in OpenGL axes
-    R = cameras.c2w[:, :3, :3].reshape(n, *((1,) * (uv.dim() - 2)), 3, 3)
-    d = (R @ d_cam.unsqueeze(-1)).squeeze(-1)
+    dims = uv.dim() - 2
+    x = (uv[..., 0] - _expand(cameras.cx, dims)) / _expand(cameras.fx, dims)
+    y = (uv[..., 1] - _expand(cameras.cy, dims)) / _expand(cameras.fy, dims)
+    R = _expand(cameras.c2w[:, :3, :3], dims)
+    # OpenCV direction (x, y, 1) is (x, -y, -1) in OpenGL camera axes
+    d = R[..., :, 0] * x[..., None] - R[..., :, 1] * y[..., None] - R[..., :, 2]
     return d / d.norm(dim=-1, keepdim=True)
 
 
@@ -78,7 +96,7 @@ def scene_bounds(cameras: Cameras, masks: Tensor) -> tuple[Tensor, float]:
     A, b = P.sum(0), (P @ o[:, :, None]).sum(0)[:, 0]
     evals = torch.linalg.eigvalsh(A)
     centre = torch.linalg.solve(A, b) if float(evals[0]) > 0.05 * len(cameras) else torch.zeros(3).to(o)
-    uv, z = cameras.project(centre[None])
+    uv, z = project(cameras, centre[None])
     uv, z = uv[:, 0], z[:, 0].clamp(min=1e-6)
     H, W = masks.shape[-2:]
     jj = torch.arange(W, device=masks.device, dtype=o.dtype) + 0.5

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from stages.cameras import Cameras
-from stages.priors.geometry import sphere_interval, to_grid
+from stages.priors.geometry import project, sphere_interval, to_grid
 
 
 @dataclass
@@ -37,7 +37,7 @@ def _outside_votes(points: Tensor, cameras: Cameras, masks: Tensor, level: float
     Beyond the image border a mask continues as its border pixels: a neck that runs off the bottom of a crop
     goes on below it, while empty space beside a tightly cropped head stays empty."""
     V, H, W = masks.shape
-    uv, z = cameras.project(points)  # (V, P, 2), (V, P)
+    uv, z = project(cameras, points)  # (V, P, 2), (V, P)
     grid = to_grid(uv, W, H)[:, None]  # (V, 1, P, 2)
     m = F.grid_sample(masks[:, None], grid, mode="bilinear", padding_mode="border", align_corners=False)
     return ((m[:, 0, 0] < level) & (z > 0)).sum(0)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from stages.cameras import Cameras
-from stages.priors.geometry import inside_image, to_grid
+from stages.priors.geometry import inside_image, project, to_grid
 
 NCC_EPS = 1e-4  # variance floor: windows flatter than about 1% grey are treated as carrying no signal
 
@@ -49,32 +49,39 @@ def sweep_cost(gray: Tensor, cameras: Cameras, origins: Tensor, dirs: Tensor, t:
     index across the window, i.e. parallel to the surface the hypotheses follow."""
     V, D, H, W = t.shape
     pts = (origins[:, None] + t[..., None] * dirs[:, None]).reshape(V, -1, 3)  # (V, D*H*W, 3)
-    costs = []
-    for k in range(1, V):  # source = reference + k (mod V): V pairs per step, all pairs over the loop
-        src = (torch.arange(V, device=gray.device) + k) % V
-        uv, z = cameras[src].project(pts)
+    k = max(1, min(top_k, V - 1))
+    best: list[Tensor] = []  # the k lowest costs so far, in increasing order (a streaming insertion sort)
+    ref_stats = _window_stats(gray, window)
+    for shift in range(1, V):  # source = reference + shift (mod V): V pairs per step, all pairs over the loop
+        src = (torch.arange(V, device=gray.device) + shift) % V
+        uv, z = project(cameras[src], pts)
         valid = ((z > 1e-6) & inside_image(uv, cameras.width, cameras.height)).reshape(V, D, H, W).float()
         grid = to_grid(uv, cameras.width, cameras.height).reshape(V, D * H, W, 2)
         warped = F.grid_sample(gray[src], grid, mode="bilinear", padding_mode="border", align_corners=False)
-        ncc = _ncc(gray, warped.reshape(V, D, H, W), window)
+        ncc = _ncc(gray, ref_stats, warped.reshape(V, D, H, W), window)
         # a window that reaches outside the source image cannot be compared
-        costs.append(torch.where(box_filter(valid, window) > 0.999, 1.0 - ncc, torch.full_like(ncc, 2.0)))
-    cost = torch.stack(costs, 1)  # (V, V-1, D, H, W)
-    k = max(1, min(top_k, V - 1))
-    best = torch.topk(cost, k, dim=1, largest=False).values if k < V - 1 else cost
-    cost = best.mean(1)
+        c = torch.where(box_filter(valid, window) > 0.999, 1.0 - ncc, torch.full_like(ncc, 2.0))
+        for i in range(len(best)):
+            best[i], c = torch.minimum(best[i], c), torch.maximum(best[i], c)
+        if len(best) < k:
+            best.append(c)
+    cost = torch.stack(best).mean(0)
     if aggregate > 1:
         w = torch.ones_like(cost[:, :1]) if weights is None else weights[:, None].to(cost)
         cost = box_filter(cost * w, aggregate) / box_filter(w, aggregate).clamp(min=1e-6)
     return CostVolume(cost)
 
 
-def _ncc(reference: Tensor, warped: Tensor, window: int) -> Tensor:
+def _window_stats(image: Tensor, window: int) -> tuple[Tensor, Tensor]:
+    """Windowed mean and variance of (V, 1, H, W)."""
+    mu = box_filter(image, window)
+    return mu, (box_filter(image * image, window) - mu * mu).clamp(min=0.0)
+
+
+def _ncc(reference: Tensor, ref_stats: tuple[Tensor, Tensor], warped: Tensor, window: int) -> Tensor:
     """Windowed NCC between reference (V, 1, H, W) and each hypothesis slice of warped (V, D, H, W)."""
-    mu_r = box_filter(reference, window)
-    var_r = (box_filter(reference * reference, window) - mu_r * mu_r).clamp(min=0.0)
-    mu_w = box_filter(warped, window)
-    var_w = (box_filter(warped * warped, window) - mu_w * mu_w).clamp(min=0.0)
+    mu_r, var_r = ref_stats
+    mu_w, var_w = _window_stats(warped, window)
     cov = box_filter(warped * reference, window) - mu_w * mu_r
     return (cov / ((var_r + NCC_EPS) * (var_w + NCC_EPS)).sqrt()).clamp(-1.0, 1.0)
 

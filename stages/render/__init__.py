@@ -62,7 +62,15 @@ def render(gaussians: Gaussians, cameras: Cameras, background: Tensor | tuple | 
     """Render every camera (image size from `cameras`). Differentiable in all Gaussian parameters.
 
     The cameras are moved to the Gaussians' device and dtype. `background` is an RGB colour (default black).
+    Rasterisation always runs outside autocast: bf16/fp16 Gaussians are promoted to float32.
     """
+    if torch.is_autocast_enabled(gaussians.means.device.type) or gaussians.means.dtype in (torch.float16,
+                                                                                           torch.bfloat16):
+        with torch.autocast(gaussians.means.device.type, enabled=False):
+            g32 = gaussians.to(gaussians.means.device, torch.float32) if gaussians.means.dtype != torch.float64 \
+                else gaussians
+            bg = background.float() if torch.is_tensor(background) else background
+            return render(g32, cameras, bg, backend, eps2d=eps2d, near_plane=near_plane, far_plane=far_plane)
     g = gaussians
     dev, dt = g.means.device, g.means.dtype
     cams = cameras.to(dev, dt)

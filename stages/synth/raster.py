@@ -32,7 +32,7 @@ def max_spacing_px(footprint: int) -> float:
 
 def rasterize(points: Tensor, normals: Tensor, color_front: Tensor, color_back: Tensor, cameras: Cameras,
               supersample: int = 2, footprint: int = 3, two_sided: Tensor | None = None,
-              labels: Tensor | None = None) -> dict[str, Tensor]:
+              labels: Tensor | None = None, surface_depth: bool = True) -> dict[str, Tensor]:
     """Render coloured, oriented samples into every camera.
 
     points, normals: (N, 3) world space; color_front / color_back: (N, C) the colour seen from the side the
@@ -41,6 +41,10 @@ def rasterize(points: Tensor, normals: Tensor, color_front: Tensor, color_back: 
     (V,H,W,C) straight (not premultiplied) colour, "alpha" (V,H,W) coverage, "depth" (V,H,W) camera-space z in
     metres (0 where there is no surface); with per-point integer `labels` (N,) also "label" (V,H,W): the label
     of the sample seen at each pixel's centre.
+
+    Depth is exact for the drawn surface when `surface_depth` is on: each subpixel intersects its own ray with
+    the tangent plane of the sample it sees (a splat is a small disc, not a flat-depth square), so a depth
+    pixel back-projects onto the surface rather than up to a splat's width beside it.
     """
     dev = points.device
     n = points.shape[0]
@@ -63,6 +67,8 @@ def rasterize(points: Tensor, normals: Tensor, color_front: Tensor, color_back: 
         ids = torch.where(empty, 0, keys & ((1 << _INDEX_BITS) - 1))
         cov = (~empty).to(points.dtype)
         depth = torch.where(empty, 0.0, (keys >> _INDEX_BITS).to(points.dtype) * (1.0 / _DEPTH_SCALE))
+        if surface_depth:
+            depth = torch.where(empty, 0.0, _plane_depth(points, normals, ids // 2, depth, cams[v], s, fp))
         planes = torch.cat([table[:, ids] * cov, cov[None], depth[None]], 0)  # (C + 2, H*s, W*s)
         pooled.append(F.avg_pool2d(planes[:, None], s)[:, 0] if s > 1 else planes)
         if lab is not None:
@@ -75,6 +81,27 @@ def rasterize(points: Tensor, normals: Tensor, color_front: Tensor, color_back: 
     if lab is not None:
         out["label"] = torch.stack(label_maps)
     return out
+
+
+def _plane_depth(points: Tensor, normals: Tensor, idx: Tensor, depth: Tensor, cam: Cameras, s: int,
+                 fp: int) -> Tensor:
+    """Camera z where each subpixel's ray meets the tangent plane of the sample it sees (kept close to the
+    sample's own depth, which it replaces only where the plane is not seen edge-on)."""
+    Hs, Ws = depth.shape
+    vm = cam.viewmats()[0]
+    R, t = vm[:3, :3], vm[:3, 3]
+    p = points[idx.reshape(-1)] @ R.T + t
+    n = normals[idx.reshape(-1)] @ R.T
+    j = (torch.arange(Ws, device=depth.device, dtype=depth.dtype) + 0.5) / s
+    i = (torch.arange(Hs, device=depth.device, dtype=depth.dtype) + 0.5) / s
+    dx = ((j - cam.cx[0]) / cam.fx[0])[None, :].expand(Hs, Ws).reshape(-1)
+    dy = ((i - cam.cy[0]) / cam.fy[0])[:, None].expand(Hs, Ws).reshape(-1)
+    nd = n[:, 0] * dx + n[:, 1] * dy + n[:, 2]
+    z = (n * p).sum(-1) / torch.where(nd.abs() > 1e-6, nd, 1e-6)
+    zs = depth.reshape(-1)
+    reach = 2.0 * fp / (s * cam.fx[0]) * zs  # a couple of footprints, in metres
+    good = (nd.abs() > 0.25 * n.norm(dim=-1) * (dx * dx + dy * dy + 1).sqrt()) & ((z - zs).abs() < reach)
+    return torch.where(good, z, zs).reshape(Hs, Ws)
 
 
 def _zbuffer(points: Tensor, back: Tensor, keep: Tensor, cam: Cameras, s: int, fp: int) -> Tensor:

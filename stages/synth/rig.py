@@ -159,7 +159,7 @@ def face_deform(p: Tensor, w: dict[str, float], rig: Rig) -> Tensor:
         d[..., 2] += a * 0.0005 * torch.sin(2 * math.pi * (y - rig.brow_y) / 0.008) * forehead
     if (a := w.get("mouthPucker", 0.0)) > 0:
         wide = _g(p, (0, my, lz), (mw * 1.4, 0.014, 0.025))
-        d[..., 0] -= a * 0.28 * x * wide
+        d[..., 0] -= a * 0.5 * x * wide
         d[..., 2] += a * 0.008 * wide
         d[..., 1] += a * 0.25 * to_slit * lips
     if (a := w.get("mouthFunnel", 0.0)) > 0:

@@ -34,6 +34,9 @@ class TrainConfig:
     pool_timesteps: int = 8  # expressions rendered per subject
     pool_cameras: int = 16  # studio views rendered per subject and expression
     pool_lifetime: int = 400  # steps a subject stays in the pool
+    pool_configs: int = 6  # input configurations (views + timesteps, with their prior) per subject
+    time_limit: float = 0.0  # seconds of wall time after which to save and stop (0: none); resume continues
+    init: str = ""  # start from these weights (a checkpoint file or folder) instead of random ones
     log_every: int = 50
     val_every: int = 1000
     ckpt_every: int = 1000

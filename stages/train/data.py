@@ -73,20 +73,34 @@ def _seed(*parts: int) -> int:
 
 
 class SynthPool:
-    """A GPU-resident bank of synthetic subjects, each rendered once at `timesteps` expressions × `cameras`
-    studio views and then reused for many examples. Building a head is far costlier than sampling views of it,
-    so this keeps the GPU busy with learning. Slots are refreshed on a staggered schedule; what a slot holds at
-    a step is a pure function of (seed, slot, step), so a resumed run sees exactly the same data."""
+    """A GPU-resident bank of synthetic subjects. Each subject is rendered once at `timesteps` expressions ×
+    `cameras` studio views, and `configs` input configurations (4 views by k-farthest viewpoint sampling, each at
+    a different timestep) get their positional prior computed once; examples then pair one configuration with
+    8 other views at another timestep. Building a head and running the prior cost far more than sampling views,
+    so this keeps the GPU learning. Slots refresh on a staggered schedule; a slot's content at a step is a pure
+    function of (seed, slot, step), so a resumed run sees exactly the same data."""
 
     def __init__(self, size: int, n_inputs: int, n_supervision: int, seed: int, slots: int = 32,
-                 timesteps: int = 8, cameras: int = 16, lifetime: int = 400, consistent_inputs: bool = False):
+                 timesteps: int = 8, cameras: int = 16, lifetime: int = 400, consistent_inputs: bool = False,
+                 prior: str = "builtin", configs: int = 6):
         if cameras < n_inputs + n_supervision:
             raise ValueError("the studio needs at least n_inputs + n_supervision cameras")
         self.size, self.n_inputs, self.n_supervision, self.seed = size, n_inputs, n_supervision, seed
         self.slots, self.timesteps, self.cameras, self.lifetime = slots, timesteps, cameras, lifetime
-        self.consistent = consistent_inputs
+        self.consistent, self.prior, self.configs = consistent_inputs, prior, configs
         self._cache: dict[int, tuple[int, dict]] = {}
         self.built = 0
+
+    def _input_config(self, g: torch.Generator, cams: Cameras) -> tuple[list[int], list[int], int]:
+        from stages.synth.studio import farthest_views
+
+        views = farthest_views(cams.forward_dirs().cpu(), self.n_inputs, g)
+        t_target = int(torch.randint(0, self.timesteps, (1,), generator=g))
+        if self.consistent:
+            return views, [t_target] * self.n_inputs, t_target
+        others = [t for t in range(self.timesteps) if t != t_target]
+        perm = torch.randperm(len(others), generator=g).tolist()
+        return views, [others[perm[i % len(others)]] for i in range(self.n_inputs)], t_target
 
     def _build(self, slot: int, generation: int, device: torch.device) -> dict:
         import numpy as np
@@ -96,7 +110,8 @@ class SynthPool:
         sid = _seed(self.seed, slot, generation, 7)
         identity = sample_identity(sid)
         rng = np.random.default_rng(sid)
-        cams = studio_cameras(self.cameras, self.size, seed=int(rng.integers(0, 2**31 - 1)))
+        g = torch.Generator().manual_seed(sid)
+        cams = studio_cameras(self.cameras, self.size, seed=int(rng.integers(0, 2**31 - 1))).to(device)
         exprs = np.stack([sample_expression(rng) for _ in range(self.timesteps)])
         rgb, alpha, depth = [], [], []
         for t in range(self.timesteps):
@@ -104,9 +119,21 @@ class SynthPool:
             rgb.append(out["rgb"].half())
             alpha.append(out["alpha"].half())
             depth.append(out["depth"].float())
+        rgb_t, alpha_t, depth_t = torch.stack(rgb), torch.stack(alpha), torch.stack(depth)
+        configs = []
+        for _ in range(self.configs):
+            views, t_in, t_target = self._input_config(g, cams)
+            ti, vi = torch.tensor(t_in), torch.tensor(views)
+            images, masks = rgb_t[ti, vi].float(), alpha_t[ti, vi].float()
+            if self.prior == "gt":
+                pos, conf = gt_prior(depth_t[ti, vi], masks, cams[views], g)
+            else:
+                pos, conf = builtin_prior(images, masks, cams[views])
+            configs.append({"views": views, "t_in": t_in, "t_target": t_target, "pos": pos.half(),
+                            "conf": conf.half()})
         self.built += 1
-        return {"rgb": torch.stack(rgb), "alpha": torch.stack(alpha), "depth": torch.stack(depth),
-                "cameras": cams.to(device), "expr": torch.from_numpy(exprs).float().to(device)}
+        return {"rgb": rgb_t, "alpha": alpha_t, "cameras": cams,
+                "expr": torch.from_numpy(exprs).float().to(device), "configs": configs}
 
     def subject(self, slot: int, step: int, device: torch.device) -> dict:
         offset = slot * self.lifetime // self.slots
@@ -117,28 +144,20 @@ class SynthPool:
         return self._cache[slot][1]
 
     def example(self, step: int, rank: int, index: int, device: torch.device) -> dict:
-        from stages.synth.studio import farthest_views
-
         g = torch.Generator().manual_seed(_seed(self.seed, step, rank, index))
         slot = int(torch.randint(0, self.slots, (1,), generator=g))
         s = self.subject(slot, step, device)
+        cfg = s["configs"][int(torch.randint(0, len(s["configs"]), (1,), generator=g))]
         cams: Cameras = s["cameras"]
-        inputs = farthest_views(cams.forward_dirs().cpu(), self.n_inputs, g)
-        rest = [c for c in range(len(cams)) if c not in inputs]
+        rest = [c for c in range(len(cams)) if c not in cfg["views"]]
         targets = [rest[i] for i in torch.randperm(len(rest), generator=g)[: self.n_supervision].tolist()]
-        t_target = int(torch.randint(0, self.timesteps, (1,), generator=g))
-        if self.consistent:
-            t_in = [t_target] * self.n_inputs
-        else:  # different timesteps from the target's (and from each other while there are enough)
-            others = [t for t in range(self.timesteps) if t != t_target]
-            perm = torch.randperm(len(others), generator=g).tolist()
-            t_in = [others[perm[i % len(others)]] for i in range(self.n_inputs)]
-        ti, ci = torch.tensor(t_in), torch.tensor(inputs)
+        ti, vi, t = torch.tensor(cfg["t_in"]), torch.tensor(cfg["views"]), cfg["t_target"]
         return {
-            "input_rgb": s["rgb"][ti, ci].float(), "input_alpha": s["alpha"][ti, ci].float(),
-            "input_depth": s["depth"][ti, ci], "input_cameras": cams[inputs], "input_expr": s["expr"][ti],
-            "target_rgb": s["rgb"][t_target, targets].float(), "target_alpha": s["alpha"][t_target, targets].float(),
-            "target_cameras": cams[targets], "target_expr": s["expr"][t_target],
+            "input_rgb": s["rgb"][ti, vi].float(), "input_alpha": s["alpha"][ti, vi].float(),
+            "input_cameras": cams[cfg["views"]], "input_expr": s["expr"][ti],
+            "prior_pos": cfg["pos"].float(), "prior_conf": cfg["conf"].float(),
+            "target_rgb": s["rgb"][t, targets].float(), "target_alpha": s["alpha"][t, targets].float(),
+            "target_cameras": cams[targets], "target_expr": s["expr"][t],
         }
 
 
@@ -146,7 +165,9 @@ def collate(examples: list[dict], prior: str, generator: torch.Generator | None 
     """Stack examples and attach the positional prior of each example's input views."""
     poss, confs = [], []
     for ex in examples:
-        if prior == "gt":
+        if "prior_pos" in ex:  # precomputed by the pool
+            p, c = ex["prior_pos"], ex["prior_conf"]
+        elif prior == "gt":
             p, c = gt_prior(ex["input_depth"], ex["input_alpha"], ex["input_cameras"], generator)
         else:
             p, c = builtin_prior(ex["input_rgb"], ex["input_alpha"], ex["input_cameras"])

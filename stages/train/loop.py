@@ -120,6 +120,11 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
     torch.manual_seed(cfg.seed)
     model_cfg = preset(cfg.preset, **cfg.model_overrides)
     model = Avat3rNet(model_cfg).to(device)
+    if cfg.init:
+        from stages.model.checkpoint import read_checkpoint
+
+        model.load_state_dict({k: v.float() for k, v in read_checkpoint(cfg.init)[0].items()})
+        log(f"initialised weights from {cfg.init}")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     step = 0
     state_path = out / "train_state.pt"
@@ -135,7 +140,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index]) if distributed else model
     if cfg.source == "pool":
         source = SynthPool(model_cfg.image_size, cfg.n_inputs, cfg.n_supervision, cfg.seed, cfg.pool_slots,
-                           cfg.pool_timesteps, cfg.pool_cameras, cfg.pool_lifetime, cfg.consistent_inputs)
+                           cfg.pool_timesteps, cfg.pool_cameras, cfg.pool_lifetime, cfg.consistent_inputs,
+                           cfg.prior, cfg.pool_configs)
     else:
         source = SynthSource(model_cfg.image_size, cfg.n_inputs, cfg.n_supervision, cfg.n_cameras, cfg.seed,
                              cfg.consistent_inputs)
@@ -155,6 +161,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
     autocast = device.type == "cuda" and cfg.bf16
     metrics_file = out / "metrics.jsonl"
     t_log, step_log = time.perf_counter(), step
+    t_start = t_log
     end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
     try:
         while step < end:
@@ -173,6 +180,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             step += 1
+            if cfg.time_limit > 0 and time.perf_counter() - t_start > cfg.time_limit:
+                stop["flag"] = True
             logs.update(step=step, lr=lr_at(step - 1, cfg), grad_norm=float(gnorm))
             if rank == 0 and (step % cfg.log_every == 0 or step == end):
                 now = time.perf_counter()
@@ -187,7 +196,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
             if rank == 0 and (step % cfg.ckpt_every == 0 or step == end or stop["flag"]):
                 save_training_state(out, model, opt, step, cfg)
             if stop["flag"]:
-                log(f"SIGTERM: saved step {step} to {out}; resume with the same command")
+                log(f"stopped early: saved step {step} to {out}; resume with the same command")
                 break
     finally:
         if old_handler is not None:
