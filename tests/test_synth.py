@@ -243,7 +243,9 @@ def test_depth_back_projects_onto_the_surface(identity):
         pts = pts[torch.randperm(pts.shape[0], generator=torch.Generator().manual_seed(v))[:240]]
         nearest = torch.cat([torch.cdist(c, cloud).min(dim=1).values for c in pts.split(40)])
         assert float(nearest.median()) < 0.001  # metres; pixels here are ~5 mm wide
-        assert float(torch.quantile(nearest, 0.9)) < 0.002
+        assert float(torch.quantile(nearest, 0.75)) < 0.0015
+        # pixels straddling a depth edge (nose over cheek) average two surfaces; they are few
+        assert float((nearest > 0.005).float().mean()) < 0.05
 
 
 def test_depth_at_the_nose_tip_matches_its_keypoint(identity):

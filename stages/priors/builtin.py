@@ -67,6 +67,7 @@ class BuiltinSettings:
     agree_px: float = 1.0  # views agree within this many pixels (at 256²; scaled with the resolution)
     agree_rel: float = 0.005  # and within this fraction of the distance to the camera
     cycles: int = 2  # sweep-verify-fill rounds; later rounds start from the previous round's filled depth
+    fine_every_cycle: bool = False  # False: only the last round goes beyond the coarse resolution
 
     def describe(self) -> dict[str, str]:
         return {f"builtin.{k}": str(v) for k, v in asdict(self).items()}
@@ -105,6 +106,19 @@ def _sweep(p: Pass, gray: Tensor, cameras: Cameras, hyp: Tensor, fg: Tensor, top
     o, d = cams.rays()
     cost = sweep_cost(_resize(gray, p.size), cams, o, d, hyp, p.window, top_k, p.aggregate, fg).cost
     return select(cost, hyp)
+
+
+def _verify_and_fill(cameras: Cameras, t: Tensor, score: Tensor, fg: Tensor, t_hull: Tensor,
+                     s: BuiltinSettings) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Keep depths that another view confirms and that matched at all; replace the rest by the hull depth
+    plus the stereo-minus-hull residual filled in from the kept ones. Returns (t, verified, quality, agree)."""
+    size = t.shape[-1]
+    agree = consistent_views(cameras, t, fg, max_px=s.agree_px * max(1.0, size / 256), max_rel=s.agree_rel)
+    quality = ((score - s.score_low) / (s.score_high - s.score_low)).clamp(0.0, 1.0)
+    verified = fg & (agree >= 1) & (quality > 0)
+    good = verified.float()[:, None]
+    residual = push_pull((t - t_hull)[:, None] * good, good)[:, 0]
+    return torch.where(verified, t, t_hull + residual), verified, quality, agree
 
 
 def builtin_priors(images: Tensor, masks: Tensor, cameras: Cameras, settings: BuiltinSettings | None = None,
@@ -150,13 +164,18 @@ def builtin_priors(images: Tensor, masks: Tensor, cameras: Cameras, settings: Bu
     sharp = (est.margin / s.margin_ref).clamp(max=1.0)  # sharpness means most over the full range
     step0 = (far - near) / (passes[0].hypotheses - 1)
     t, fg, step = est.t, hull.valid, step0
-    sharp = _upsample_valid(sharp, hull.valid, size)
+    hull_c0 = push_pull(hull.t_in[:, None], hull.valid.float()[:, None])[:, 0]
     for cycle in range(s.cycles):
-        later = passes[1:] if cycle == 0 else [Pass(c0, 2 * s.refine_hypotheses - 1, 2 * s.refine_span,
-                                                    passes[1].window, passes[1].aggregate)] + passes[2:]
-        if cycle > 0:  # start again from the filled estimate, which is better than the hull
-            t, fg, step = _upsample_valid(t, fg_out, c0), fg_c0, step0
-        for p in later:
+        last = cycle == s.cycles - 1
+        if cycle == 0:
+            cycle_passes = [passes[1]]
+        else:  # start again from the filled estimate, which is better than the hull
+            t, fg, step = _upsample_valid(t, fg, c0), fg_c0, step0
+            cycle_passes = [Pass(c0, 2 * s.refine_hypotheses - 1, 2 * s.refine_span, passes[1].window,
+                                 passes[1].aggregate)]
+        if last or s.fine_every_cycle:
+            cycle_passes += passes[2:]
+        for p in cycle_passes:
             note(f"sweep {p.size}")
             if p.size != t.shape[-1]:
                 t, step = (_upsample_valid(x, fg, p.size) for x in (t, step))
@@ -167,22 +186,19 @@ def builtin_priors(images: Tensor, masks: Tensor, cameras: Cameras, settings: Bu
             t = est.t
             step = step * (2 * p.span / (p.hypotheses - 1))
         score = est.score
-        if t.shape[-1] != size:
-            t, score = (_upsample_valid(x, fg, size) for x in (t, score))
-        t_mvs = t
+        r = size if last else t.shape[-1]
+        if t.shape[-1] != r:
+            t, score = (_upsample_valid(x, fg, r) for x in (t, score))
+        fg = fg_out if r == size else _resize(masks[:, None], r)[:, 0] > 0.5
         note("consistency")
-        agree = consistent_views(cameras, t, fg_out, max_px=s.agree_px * max(1.0, size / 256),
-                                 max_rel=s.agree_rel)
-        quality = ((score - s.score_low) / (s.score_high - s.score_low)).clamp(0.0, 1.0)
-        verified = fg_out & (agree >= 1) & (quality > 0)
-        note("fill")
-        good = verified.float()[:, None]
-        residual = push_pull((t - t_hull)[:, None] * good, good)[:, 0]
-        t = torch.where(verified, t, t_hull + residual)
-        fg = fg_out
+        t_mvs = t
+        t, verified, quality, agree = _verify_and_fill(cameras.resized(r, r), t, score, fg,
+                                                       t_hull if r == size else hull_c0, s)
 
     # confidence: verified depths 0.6-1 by match quality and sharpness; filled ones 0.05-0.45 by the share
     # of verified pixels around them (about 2 cm across), which is what the fill leans on
+    good = verified.float()[:, None]
+    sharp = _upsample_valid(sharp, hull.valid, size)
     k = max(3, size // 16) | 1
     support = (box_filter(good, k) / box_filter(fg_out.float()[:, None], k).clamp(min=1e-6))[:, 0]
     conf = torch.where(verified, 0.6 + 0.4 * quality * sharp, 0.05 + 0.4 * support.clamp(0.0, 1.0))

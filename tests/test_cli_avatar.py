@@ -1,0 +1,133 @@
+"""The avatar commands end to end on CPU with a tiny random checkpoint: reconstruct → animate / render /
+export-ply, plus the bad inputs they must refuse with exit status 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from avat3r_cli.app import app
+from stages.avatar import load_avatar, open_avatar
+from stages.cameras import dome, frames_from_cameras, write_transforms
+from stages.capture import write_capture
+from stages.model import Avat3rNet, preset
+from stages.model.checkpoint import save_checkpoint
+
+runner = CliRunner()
+
+
+def _sphere_capture(root: Path, size: int = 64) -> Path:
+    """A textured sphere seen by 4 cameras: enough for priors and the network to run."""
+    cams = dome(4, size=size, azimuth_span_deg=120, elevation_range_deg=(-10, 20), focal=size / 0.34)
+    o, d = cams.rays()
+    # ray/sphere (radius 0.1 at the origin)
+    b = (o * d).sum(-1)
+    c = (o * o).sum(-1) - 0.1**2
+    disc = b * b - c
+    hit = disc > 0
+    t = -b - disc.clamp(min=0).sqrt()
+    p = o + d * t[..., None]
+    tex = 0.5 + 0.5 * torch.sin(40 * p[..., :1]) * torch.cos(30 * p[..., 1:2])
+    rgb = torch.cat([tex, 0.6 * torch.ones_like(tex), 1 - tex], -1) * hit[..., None]
+    write_capture(root, rgb.numpy(), hit.float().numpy(), cams, np.zeros((4, 52), np.float32), "arkit52")
+    return root
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("chain")
+    torch.manual_seed(0)
+    model = Avat3rNet(preset("tiny"))
+    with torch.no_grad():  # a non-trivial expression path
+        for p in model.head.parameters():
+            p.normal_(0, 0.05)
+    ckpt = save_checkpoint(tmp / "tiny.safetensors", model)
+    cap = _sphere_capture(tmp / "capture")
+    return tmp, ckpt, cap
+
+
+def _ok(result):
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_reconstruct_animate_render_export(chain):
+    tmp, ckpt, cap = chain
+    avatar = tmp / "avatar.safetensors"
+    _ok(runner.invoke(app, ["reconstruct", str(cap), "--out", str(avatar), "--checkpoint", str(ckpt), "--device",
+                            "cpu", "--quiet"]))
+    assert avatar.is_file() and (cap / "priors.safetensors").is_file()
+    av = load_avatar(avatar)
+    assert av.meta["expression_space"] == "arkit52" and av.images.shape == (4, 64, 64, 3)
+    codes = np.zeros((3, 52), np.float32)
+    codes[1, 17] = 1.0
+    np.save(tmp / "codes.npy", codes)
+    video = tmp / "video.mp4"
+    _ok(runner.invoke(app, ["animate", str(avatar), "--exp", str(tmp / "codes.npy"), "--out", str(video),
+                            "--size", "64", "--frames-dir", str(tmp / "frames"), "--device", "cpu", "--quiet"]))
+    assert video.stat().st_size > 1000
+    frames = sorted((tmp / "frames").glob("*.png"))
+    assert len(frames) == 3
+    cams = dome(2, size=48)
+    write_transforms(tmp / "cams.json", frames_from_cameras(cams, ["a.png", "b.png"]))
+    np.save(tmp / "two.npy", codes[:2])
+    _ok(runner.invoke(app, ["render", str(avatar), "--cameras", str(tmp / "cams.json"), "--out", str(tmp / "r"),
+                            "--exp", str(tmp / "two.npy"), "--device", "cpu", "--quiet"]))
+    assert sorted(p.name for p in (tmp / "r").glob("*.png")) == ["a.png", "b.png"]
+    ply = tmp / "a.ply"
+    _ok(runner.invoke(app, ["export-ply", str(avatar), "--out", str(ply), "--exp", str(tmp / "codes.npy"),
+                            "--frame", "1", "--device", "cpu", "--quiet"]))
+    from stages.gaussians import read_ply
+
+    g = read_ply(ply)
+    driver = open_avatar(avatar, device="cpu")
+    assert len(g) == len(driver.gaussians(codes[1]))
+    assert torch.allclose(g.means, driver.gaussians(codes[1]).means, atol=1e-6)
+
+
+def test_avatar_replays_exactly_and_expression_moves_gaussians(chain):
+    tmp, ckpt, cap = chain
+    avatar = tmp / "avatar2.safetensors"
+    _ok(runner.invoke(app, ["reconstruct", str(cap), "--out", str(avatar), "--checkpoint", str(ckpt), "--quiet",
+                            "--device", "cpu"]))
+    d = open_avatar(avatar, device="cpu")
+    neutral, jaw = np.zeros(52, np.float32), np.zeros(52, np.float32)
+    jaw[17] = 1.0
+    a, b = d.gaussians(neutral), d.gaussians(neutral)
+    assert torch.equal(a.means, b.means)
+    assert (d.gaussians(jaw).means - a.means).abs().max() > 0
+
+
+def test_bad_inputs_exit_2(chain):
+    tmp, ckpt, cap = chain
+    avatar = tmp / "avatar.safetensors"
+    if not avatar.exists():
+        _ok(runner.invoke(app, ["reconstruct", str(cap), "--out", str(avatar), "--checkpoint", str(ckpt),
+                                "--quiet", "--device", "cpu"]))
+    np.save(tmp / "wide.npy", np.zeros((2, 51), np.float32))
+    r = runner.invoke(app, ["animate", str(avatar), "--exp", str(tmp / "wide.npy"), "--out", str(tmp / "x.mp4")])
+    assert r.exit_code == 2 and "width 51" in r.output and not (tmp / "x.mp4").exists()
+    nan = np.zeros((2, 52), np.float32)
+    nan[0, 3] = np.nan
+    np.save(tmp / "nan.npy", nan)
+    r = runner.invoke(app, ["animate", str(avatar), "--exp", str(tmp / "nan.npy"), "--out", str(tmp / "y.mp4")])
+    assert r.exit_code == 2 and "NaN" in r.output
+    r = runner.invoke(app, ["reconstruct", str(tmp / "nope"), "--out", str(tmp / "z.safetensors"),
+                            "--checkpoint", str(ckpt)])
+    assert r.exit_code == 2 and "not found" in r.output and not (tmp / "z.safetensors").exists()
+    (tmp / "junk.safetensors").write_bytes(b"not a checkpoint")
+    r = runner.invoke(app, ["reconstruct", str(cap), "--out", str(tmp / "z.safetensors"), "--checkpoint",
+                            str(tmp / "junk.safetensors")])
+    assert r.exit_code == 2 and "junk.safetensors" in r.output
+    other = Avat3rNet(preset("tiny"))
+    save_checkpoint(tmp / "other.safetensors", other)
+    r = runner.invoke(app, ["animate", str(avatar), "--exp", str(tmp / "codes.npy"), "--out", str(tmp / "w.mp4"),
+                            "--checkpoint", str(tmp / "other.safetensors")])
+    assert r.exit_code == 2 and "sha256" in r.output
+    meta = json.loads(json.dumps(load_avatar(avatar).meta))
+    assert meta["format"] == "avat3r-avatar"
