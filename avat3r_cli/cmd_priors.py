@@ -16,9 +16,9 @@ HELP = (
     "CAPTURE/priors.safetensors.\n\n"
     "Backends: builtin (default; needs no weights: a visual hull from the masks bounds a multi-view stereo "
     "sweep, confidence > 0.5 marks depths that another view confirms) or dust3r (an official DUSt3R "
-    "checkpoint you downloaded, e.g. DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth; needs the optional extra "
-    "avat3r[dust3r]). Features: none, or sapiens (a Sapiens TorchScript file, e.g. "
-    "sapiens_2b_epoch_1600_torchscript.pt2).\n\n"
+    "checkpoint you downloaded, e.g. DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth; needs the optional dust3r "
+    "extra: pip install --no-deps mini-dust3r==0.1.2 plus beartype, einops and huggingface_hub). "
+    "Features: none, or sapiens (a Sapiens TorchScript file, e.g. sapiens_2b_epoch_1600_torchscript.pt2).\n\n"
     "An existing priors file is kept when its metadata shows it was computed from the same images, masks, "
     "cameras, checkpoints and settings; otherwise it is recomputed (--force always recomputes)."
 )

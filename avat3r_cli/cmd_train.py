@@ -42,6 +42,8 @@ def train_cmd(
     log_every: Annotated[int, typer.Option(help="Steps between log lines.")] = 50,
     ckpt_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 1000,
     val_every: Annotated[int, typer.Option(help="Steps between validation grids.")] = 1000,
+    pool_slots: Annotated[int, typer.Option(help="Synthetic subjects held in the GPU pool.")] = 32,
+    pool_lifetime: Annotated[int, typer.Option(help="Steps a pooled subject is reused before a new one.")] = 4000,
     time_limit: Annotated[float, typer.Option(help="Save and stop after this many seconds (0: none).")] = 0.0,
     init: Annotated[Path | None, typer.Option(help="Start from these weights instead of random ones.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/train_state.pt when present.")] = True,
@@ -65,7 +67,8 @@ def train_cmd(
     cfg = TrainConfig(out=str(out), data=data, preset=preset, model_overrides=parse_overrides(set_ or []), steps=steps,
                       batch_size=batch_size, lr=lr, warmup=warmup, prior=prior, consistent_inputs=consistent_inputs,
                       lpips_after=lpips_after, log_every=log_every, ckpt_every=ckpt_every, val_every=val_every,
-                      seed=seed, device=str(dev), time_limit=time_limit, init=str(init) if init else "")
+                      seed=seed, device=str(dev), time_limit=time_limit, pool_slots=pool_slots,
+                      pool_lifetime=pool_lifetime, init=str(init) if init else "")
     run = train(cfg, log=rep.log if not quiet else (lambda m: None), resume=resume)
     if ship is not None:
         import torch

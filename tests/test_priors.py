@@ -338,6 +338,7 @@ class _PatchMean(torch.nn.Module):
         return (torch.nn.functional.avg_pool2d(x, 16),)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def test_sapiens_features(tmp_path, scene96):
     from stages.priors.sapiens import MEAN, STD
 
@@ -373,3 +374,20 @@ def test_priors_command(capture_dir, tmp_path):
     res = runner.invoke(app, ["priors", str(capture_dir), "--features", "sapiens", "--sapiens", str(bogus),
                               "--device", "cpu"])
     assert res.exit_code == 2 and "sapiens.pt2" in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.gpu
+def test_builtin_on_cuda_matches_cpu(scene96):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    cap, t_gt = scene96
+    cpu, conf_cpu, _ = builtin_priors(cap.images, cap.masks, cap.cameras)
+    gpu, conf_gpu, _ = builtin_priors(cap.images.cuda(), cap.masks.cuda(), cap.cameras.to("cuda"))
+    fg = cap.masks > 0.5
+    truth = _gt_points(cap, t_gt)
+    err_cpu = (cpu - truth).norm(dim=-1)[fg].median()
+    err_gpu = (gpu.cpu() - truth).norm(dim=-1)[fg].median()
+    assert abs(float(err_gpu - err_cpu)) < 5e-4  # same algorithm: accuracy within half a millimetre
+    assert abs(float((conf_gpu.cpu() > 0.5)[fg].float().mean() - (conf_cpu > 0.5)[fg].float().mean())) < 0.05
+    again, _, _ = builtin_priors(cap.images.cuda(), cap.masks.cuda(), cap.cameras.to("cuda"))
+    assert torch.equal(again, gpu)  # deterministic on the device too

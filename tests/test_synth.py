@@ -13,19 +13,39 @@ from typer.testing import CliRunner
 
 from stages.cameras import focal_for_extent, look_at, make_cameras, spherical_eye
 from stages.expressions import ARKIT52, ARKIT_INDEX, arkit_code
-from stages.synth import (HEAD_EXTENT, KEYPOINT_NAMES, LABELS, head_cloud, head_keypoints, make_synthetic_capture,
-                          render_head, sample_expression, sample_identity, sample_training_example, studio_cameras)
+from stages.synth import (
+    HEAD_EXTENT,
+    KEYPOINT_NAMES,
+    LABELS,
+    head_cloud,
+    head_keypoints,
+    make_synthetic_capture,
+    render_head,
+    sample_expression,
+    sample_identity,
+    sample_training_example,
+    studio_cameras,
+)
 from stages.synth.raster import rasterize
 
-SIZE = 96
+SIZE = 80
 ZOOM = 2.0  # frame the face, not the whole head, so that small motions cover several pixels
-SEED = 11  # an identity with short hair, no beard
+SEED = 18  # an identity with short hair, no beard, a middle skin tone
 
 
 def front_camera(size: int = SIZE, zoom: float = ZOOM, azimuth: float = 0.0, elevation: float = 0.0):
     eye = spherical_eye(torch.tensor([azimuth]), torch.tensor([elevation]), 1.0)
     c2w = look_at(eye, torch.tensor([0.0, -0.025, 0.0]))
     return make_cameras(c2w, focal_for_extent(HEAD_EXTENT / zoom, 1.0, size), size)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The machine is shared: one intra-op thread is as fast here and does not fight other processes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -185,14 +205,19 @@ def test_brows(identity, neutral):
         assert box_mass(diff, kp0[f"{s}_brow_middle"], 9, 6) > 3 * box_mass(diff, kp0[f"{other}_brow_middle"], 9, 6)
 
 
-def test_cheek_puff_widens_the_cheeks(identity, neutral):
+def test_cheek_puff_inflates_the_cheeks(identity, neutral):
+    """The cheeks beside the mouth come toward a frontal camera; the nose and forehead do not."""
     kp0 = kp_pixels(identity, np.zeros(52))
-    row = int(0.5 * (kp0["nose_tip"][1] + kp0["upper_lip_top"][1]) + 3)
-    cam = front_camera(zoom=1.0)  # the whole head, so that its outline is in view
-    a0 = render_head(identity, np.zeros(52), cam)["alpha"][0]
-    a1 = render_head(identity, arkit_code(cheekPuff=1.0), cam)["alpha"][0]
-    r = int(SIZE / 2 + (row - SIZE / 2) / ZOOM)
-    assert float(a1[r - 2:r + 3].sum()) > float(a0[r - 2:r + 3].sum()) + 2.0
+    out = render_head(identity, arkit_code(cheekPuff=1.0), front_camera())
+    width = kp0["mouth_left"][0] - kp0["mouth_right"][0]
+    v = int(kp0["mouth_left"][1]) - 2
+    for corner, sign in (("mouth_left", 1), ("mouth_right", -1)):
+        u = int(kp0[corner][0] + sign * 0.45 * width)
+        d0 = neutral["depth"][0, v - 2:v + 3, u - 2:u + 3].mean()
+        d1 = out["depth"][0, v - 2:v + 3, u - 2:u + 3].mean()
+        assert float(d0 - d1) > 0.003  # metres closer to the camera
+    u, v = (int(x) for x in kp0["nose_tip"])
+    assert abs(float(out["depth"][0, v, u] - neutral["depth"][0, v, u])) < 0.0005
 
 
 def test_every_channel_changes_the_image_on_the_right_part_of_the_face(identity, neutral):
@@ -232,7 +257,7 @@ def test_every_channel_changes_the_image_on_the_right_part_of_the_face(identity,
 def test_depth_back_projects_onto_the_surface(identity):
     cams = studio_cameras(3, 64, seed=3)
     code = arkit_code(jawOpen=0.4, mouthSmileLeft=0.6)
-    out = render_head(identity, code, cams)
+    out = render_head(identity, code, cams, labels=True)
     cloud = head_cloud(identity, code, spacing=0.001).points  # the same surface, sampled much more finely
     o, d = cams.rays()
     for v in range(len(cams)):
@@ -240,10 +265,13 @@ def test_depth_back_projects_onto_the_surface(identity):
         # camera-space z → distance along the ray: divide by the ray's cosine to the viewing axis
         cos = (d[v] * cams.forward_dirs()[v]).sum(-1)
         pts = (o[v] + d[v] * (out["depth"][v] / cos)[..., None])[solid]
-        pts = pts[torch.randperm(pts.shape[0], generator=torch.Generator().manual_seed(v))[:240]]
-        nearest = torch.cat([torch.cdist(c, cloud).min(dim=1).values for c in pts.split(40)])
-        assert float(nearest.median()) < 0.001  # metres; pixels here are ~5 mm wide
-        assert float(torch.quantile(nearest, 0.75)) < 0.0015
+        skin = out["label"][v][solid] == LABELS["skin"]
+        pick = torch.randperm(pts.shape[0], generator=torch.Generator().manual_seed(v))[:300]
+        nearest = torch.cat([torch.cdist(c, cloud).min(dim=1).values for c in pts[pick].split(50)])
+        on_skin = nearest[skin[pick]]
+        assert float(on_skin.median()) < 0.001  # metres; pixels here are ~5 mm wide
+        assert float(torch.quantile(on_skin, 0.75)) < 0.0015
+        assert float(nearest.median()) < 0.0015  # hair included
         # pixels straddling a depth edge (nose over cheek) average two surfaces; they are few
         assert float((nearest > 0.005).float().mean()) < 0.05
 

@@ -112,7 +112,8 @@ def compute_priors(capture: Capture, backend: str = "builtin", resolution: int =
 
         note("load DUSt3R")
         model = load_dust3r(checkpoint, dev)
-        pos, conf = dust3r_priors(images, masks, cams, model, steps=note)
+        pos, conf = dust3r_priors(capture.images, capture.masks, capture.cameras, model, int(resolution),
+                                  steps=note)
         del model
     feat = None
     if features == "sapiens":

@@ -15,6 +15,7 @@ import ast
 import contextlib
 import io
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,9 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
 
 def _model_class():
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints a warning about its CUDA RoPE kernel
+        # it prints a notice about its optional CUDA RoPE kernel and warns about its own type hints
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             from mini_dust3r.model import AsymmetricCroCo3DStereo
     except ImportError as exc:
         raise BadInput(f"the dust3r backend needs the optional package mini-dust3r ({exc}); install it with: "
@@ -145,7 +148,9 @@ def run_pairs(model: torch.nn.Module, images: Tensor, batch: int = 4,
         shape = torch.tensor([[S, S]] * len(chunk))
         view1 = {"img": x[i_idx].to(dev), "true_shape": shape, "instance": [str(i) for i in i_idx]}
         view2 = {"img": x[j_idx].to(dev), "true_shape": shape, "instance": [str(j) for j in j_idx]}
-        pred1, pred2 = model(view1, view2)
+        with warnings.catch_warnings():  # deprecation notices from its torch.cuda.amp use
+            warnings.simplefilter("ignore", FutureWarning)
+            pred1, pred2 = model(view1, view2)
         out["pts1"].append(pred1["pts3d"].float().cpu())
         out["conf1"].append(pred1["conf"].float().cpu())
         out["pts2"].append(pred2["pts3d_in_other_view"].float().cpu())
@@ -203,30 +208,36 @@ def fuse_pairs(preds: dict[str, Tensor], cameras: Cameras, masks: Tensor, iterat
     return torch.where(ok, t, torch.zeros_like(t)), torch.where(ok, conf, torch.zeros_like(conf))
 
 
-def dust3r_priors(images: Tensor, masks: Tensor, cameras: Cameras, model: torch.nn.Module, batch: int = 4,
-                  steps: Callable[[str], None] | None = None) -> tuple[Tensor, Tensor]:
-    """Positional maps (V, H, W, 3) and confidences (V, H, W) at the images' resolution, from DUSt3R run at
-    its own input size."""
-    V, H = images.shape[0], images.shape[1]
+def _resample(x: Tensor, size: int) -> Tensor:
+    """(V, C, H, W) to size x size: area averaging down, antialiased bilinear up."""
+    if x.shape[-1] == size:
+        return x
+    if size < x.shape[-1]:
+        return F.interpolate(x, size=(size, size), mode="area")
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def dust3r_priors(images: Tensor, masks: Tensor, cameras: Cameras, model: torch.nn.Module, size: int,
+                  batch: int = 4, steps: Callable[[str], None] | None = None) -> tuple[Tensor, Tensor]:
+    """Positional maps (V, size, size, 3) and confidences (V, size, size) for square images (V, H, W, 3) of
+    any size (best the capture's own, so DUSt3R sees all the detail there is), with their masks and cameras.
+    DUSt3R runs at its own input size; depths along the rays are resampled to `size`."""
+    V = images.shape[0]
     S = model_input_size(model)
     if V < 2:
         raise BadInput("the dust3r backend needs at least 2 views")
-    img_s = F.interpolate(images.permute(0, 3, 1, 2).float().cpu(), size=(S, S), mode="bilinear",
-                          antialias=True, align_corners=False).permute(0, 2, 3, 1).clamp(0, 1)
-    masks_s = F.interpolate(masks[:, None].float().cpu(), size=(S, S), mode="bilinear",
-                            align_corners=False)[:, 0]
+    img_s = _resample(images.permute(0, 3, 1, 2).float().cpu(), S).permute(0, 2, 3, 1).clamp(0, 1)
+    masks_s = _resample(masks[:, None].float().cpu(), S)[:, 0]
     preds = run_pairs(model, img_s, batch, steps)
     if steps:
         steps("align pairs to cameras")
-    t, conf = fuse_pairs(preds, cameras.to("cpu").resized(S, S), masks_s)
+    cams = cameras.to("cpu")
+    t, conf = fuse_pairs(preds, cams.resized(S, S), masks_s)
     valid = (conf > 0).float()[:, None]
-    mode = "area" if H < S else "bilinear"
-    kw = {} if mode == "area" else {"align_corners": False}
-    w = F.interpolate(valid, size=(H, H), mode=mode, **kw)
-    t_out = F.interpolate(t[:, None] * valid, size=(H, H), mode=mode, **kw) / w.clamp(min=1e-6)
-    c_out = F.interpolate(conf[:, None], size=(H, H), mode=mode, **kw)
-    fg = (masks.cpu() > 0.5) & (w[:, 0] > 1e-3)
-    o, d = cameras.to("cpu").rays()
+    w = _resample(valid, size)
+    t_out = _resample(t[:, None] * valid, size) / w.clamp(min=1e-6)
+    c_out = _resample(conf[:, None], size)[:, 0].clamp(0, 1)
+    fg = (_resample(masks[:, None].float().cpu(), size)[:, 0] > 0.5) & (w[:, 0] > 1e-3)
+    o, d = cams.resized(size, size).rays()
     pos = torch.where(fg[..., None], o + t_out[:, 0, ..., None] * d, torch.zeros_like(o))
-    conf_out = torch.where(fg, c_out[:, 0].clamp(0, 1), torch.zeros_like(c_out[:, 0]))
-    return pos, conf_out
+    return pos, torch.where(fg, c_out, torch.zeros_like(c_out))

@@ -5,6 +5,7 @@ the model samples per pixel; without such a file there are no features and `feat
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +25,9 @@ def load_sapiens(path: Path, device: torch.device | str = "cpu") -> torch.jit.Sc
     if not path.is_file():
         raise BadInput("Sapiens TorchScript file not found", path)
     try:
-        model = torch.jit.load(str(path), map_location=torch.device(device))
+        with warnings.catch_warnings():  # TorchScript is deprecated upstream, but it is how Sapiens ships
+            warnings.simplefilter("ignore", DeprecationWarning)
+            model = torch.jit.load(str(path), map_location=torch.device(device))
     except (RuntimeError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else exc.__class__.__name__
         raise BadInput(f"not a TorchScript file ({first})", path) from exc

@@ -19,9 +19,20 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from stages.cameras import Cameras
-from stages.priors.geometry import inside_image, project, to_grid
+from stages.priors.geometry import inside_image, to_camera, to_grid, to_pixels
 
 NCC_EPS = 1e-4  # variance floor: windows flatter than about 1% grey are treated as carrying no signal
+
+
+def box_sum(x: Tensor, k: int) -> Tensor:
+    """Sum over k×k windows of (B, C, H, W) (zeros beyond the edges) from running sums: the cost does not
+    grow with k, which matters for the wide aggregation windows. Meant for ratios of two such sums; float32
+    running sums lose precision on long rows, so windowed variances use `box_filter`."""
+    r = k // 2
+    c = F.pad(x, (r + 1, r)).cumsum(-1)
+    x = c[..., k:] - c[..., :-k]
+    c = F.pad(x, (0, 0, r + 1, r)).cumsum(-2)
+    return c[..., k:, :] - c[..., :-k, :]
 
 
 def box_filter(x: Tensor, k: int) -> Tensor:
@@ -39,36 +50,51 @@ class CostVolume:
     cost: Tensor  # (V, D, H, W) 1 - NCC in [0, 2]; 2 where no source view could be compared
 
 
-def sweep_cost(gray: Tensor, cameras: Cameras, origins: Tensor, dirs: Tensor, t: Tensor, window: int,
-               top_k: int, aggregate: int = 1, weights: Tensor | None = None) -> CostVolume:
-    """Cost of the hypotheses t (V, D, H, W) along rays (origins, dirs: (V, H, W, 3)).
+def sweep_cost(gray: Tensor, cameras: Cameras, t: Tensor, window: int, top_k: int, aggregate: int = 1,
+               weights: Tensor | None = None, budget: int | None = None) -> CostVolume:
+    """Cost of the hypotheses t (V, D, H, W), distances along the pixel rays of `cameras` (at H x W).
 
-    `gray` (V, 1, H, W) are the views at the rays' resolution (source views are sampled from them too).
+    `gray` (V, 1, H, W) are the views at that resolution (source views are sampled from them too).
     `aggregate` > 1 averages the cost over that window (weighted by `weights` (V, H, W), the foreground),
     which is what lets nearly textureless skin match: it assumes the true surface lies at the same hypothesis
-    index across the window, i.e. parallel to the surface the hypotheses follow."""
+    index across the window, i.e. parallel to the surface the hypotheses follow. Reference/source pairs are
+    batched, `budget` elements per intermediate tensor at most (more on CUDA)."""
     V, D, H, W = t.shape
-    pts = (origins[:, None] + t[..., None] * dirs[:, None]).reshape(V, -1, 3)  # (V, D*H*W, 3)
+    dev = gray.device
     k = max(1, min(top_k, V - 1))
-    best: list[Tensor] = []  # the k lowest costs so far, in increasing order (a streaming insertion sort)
+    budget = budget or (1 << 26 if dev.type == "cuda" else 1 << 24)
+    group = max(1, min(V - 1, budget // (V * D * H * W)))
     ref_stats = _window_stats(gray, window)
-    for shift in range(1, V):  # source = reference + shift (mod V): V pairs per step, all pairs over the loop
-        src = (torch.arange(V, device=gray.device) + shift) % V
-        uv, z = project(cameras[src], pts)
-        valid = ((z > 1e-6) & inside_image(uv, cameras.width, cameras.height)).reshape(V, D, H, W).float()
-        grid = to_grid(uv, cameras.width, cameras.height).reshape(V, D * H, W, 2)
+    _, dirs = cameras.rays()
+    centres = cameras.centers()
+    best: list[Tensor] = []  # the k lowest costs so far, in increasing order (a streaming insertion sort)
+    for first in range(1, V, group):  # sources = reference + shift (mod V), `group` shifts at a time
+        n = min(group, V - first)
+        ref = torch.arange(V, device=dev).repeat(n)
+        src = (ref + torch.arange(first, first + n, device=dev).repeat_interleave(V)) % V
+        cams = cameras[src]
+        # camera-frame coordinates of the hypotheses: A + t * B, with the ray in the source's frame
+        A = to_camera(cams, centres[ref])[:, None, None, None]  # (P, 1, 1, 1, 3)
+        B = to_camera(cams, dirs[ref], point=False)[:, None]  # (P, 1, H, W, 3)
+        tt = t[ref]
+        x, y, z = (A[..., i] + tt * B[..., i] for i in range(3))  # (P, D, H, W)
+        uv = to_pixels(cams, x, y, z)
+        # the window must land on the source image: its centre, with a margin of the window's radius
+        m = float(window // 2)
+        valid = (z > 1e-6) & inside_image(uv - m, cameras.width - 2 * m, cameras.height - 2 * m)
+        grid = to_grid(uv, cameras.width, cameras.height).reshape(len(ref), D * H, W, 2)
         warped = F.grid_sample(gray[src], grid, mode="bilinear", padding_mode="border", align_corners=False)
-        ncc = _ncc(gray, ref_stats, warped.reshape(V, D, H, W), window)
-        # a window that reaches outside the source image cannot be compared
-        c = torch.where(box_filter(valid, window) > 0.999, 1.0 - ncc, torch.full_like(ncc, 2.0))
-        for i in range(len(best)):
-            best[i], c = torch.minimum(best[i], c), torch.maximum(best[i], c)
-        if len(best) < k:
-            best.append(c)
-    cost = torch.stack(best).mean(0)
+        ncc = _ncc(gray[ref], (ref_stats[0][ref], ref_stats[1][ref]), warped.reshape(-1, D, H, W), window)
+        cost = torch.where(valid, 1.0 - ncc, torch.full_like(ncc, 2.0))
+        for c in cost.reshape(n, V, D, H, W).unbind(0):
+            for i in range(len(best)):
+                best[i], c = torch.minimum(best[i], c), torch.maximum(best[i], c)
+            if len(best) < k:
+                best.append(c)
+    cost = best[0] if k == 1 else torch.stack(best).mean(0)
     if aggregate > 1:
         w = torch.ones_like(cost[:, :1]) if weights is None else weights[:, None].to(cost)
-        cost = box_filter(cost * w, aggregate) / box_filter(w, aggregate).clamp(min=1e-6)
+        cost = box_sum(cost * w, aggregate) / box_sum(w, aggregate).clamp(min=1e-6)
     return CostVolume(cost)
 
 

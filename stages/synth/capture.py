@@ -37,7 +37,7 @@ def render_views(identity: HeadIdentity, expressions: np.ndarray, cameras: Camer
     """One RGBA uint8 image per (expression i, camera i)."""
     images = []
     for i in range(len(cameras)):
-        out = render_head(identity, expressions[i], cameras[i], device=device)
+        out = render_head(identity, expressions[i], cameras[i], device=device, depth=False)
         images.append(to_rgba8(out["rgb"][0], out["alpha"][0]))
     return images
 
@@ -68,7 +68,7 @@ def make_synthetic_capture(out: Path, seed: int, size: int = 256, n_inputs: int 
         with atomic_dir(out / "targets") as tmp:
             (tmp / "images").mkdir()
             names = [f"{i:03d}" for i in range(n_targets)]
-            for name, img in zip(names, timgs):
+            for name, img in zip(names, timgs, strict=True):
                 write_png(tmp / "images" / f"{name}.png", img)
             extras = [{"expression": [round(float(v), 6) for v in e]} for e in texprs]
             frames = frames_from_cameras(tcams, [f"images/{n}.png" for n in names], extras)

@@ -58,7 +58,7 @@ def render_subject(root: Path, name: str, seed: int, timesteps: int, cameras: in
     (folder / "images").mkdir(parents=True, exist_ok=True)
     paths, extras = [], []
     for t in range(timesteps):
-        out = render_head(identity, codes[t], cams, device=device)
+        out = render_head(identity, codes[t], cams, device=device, depth=False)
         for c in range(cameras):
             rel = f"images/{t:03d}_{c:02d}.png"
             write_png(folder / rel, to_rgba8(out["rgb"][c], out["alpha"][c]))
@@ -91,7 +91,7 @@ def iter_dataset(out: Path, subjects: int, timesteps: int, cameras: int, size: i
     seeds = subject_seeds(seed, subjects)
     with atomic_dir(out) as tmp:
         if workers <= 1 or device != "cpu":
-            for name, s in zip(names, seeds):
+            for name, s in zip(names, seeds, strict=True):
                 ticks: list[int] = []
                 render_subject(tmp, name, s, timesteps, cameras, size, device, tick=ticks.append)
                 yield sum(ticks)
@@ -101,7 +101,7 @@ def iter_dataset(out: Path, subjects: int, timesteps: int, cameras: int, size: i
                 q = manager.Queue()
                 with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
                     pending = {pool.submit(_worker, (tmp, n, s, timesteps, cameras, size, "cpu"), q)
-                               for n, s in zip(names, seeds)}
+                               for n, s in zip(names, seeds, strict=True)}
                     while pending:
                         done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
                         for f in done:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -40,9 +40,6 @@ class Grid:
     def shape(self) -> tuple[int, int]:
         return self.rest.shape[0], self.rest.shape[1]
 
-    def with_positions(self, pos: Tensor) -> Grid:
-        return replace(self, rest=pos)
-
 
 def lattice(u0: float, u1: float, nu: int, v0: float, v1: float, nv: int, device, periodic_v: bool = False,
             dtype=torch.float32) -> tuple[Tensor, Tensor]:
@@ -56,6 +53,41 @@ def lattice(u0: float, u1: float, nu: int, v0: float, v1: float, nv: int, device
 def count(length_m: float, spacing: float, lo: int = 4, hi: int = 4096) -> int:
     """Number of samples so that `length_m` is sampled at most `spacing` apart."""
     return int(min(hi, max(lo, math.ceil(length_m / spacing) + 1)))
+
+
+def arc_samples(samples: Tensor, lengths: Tensor, spacing: float) -> Tensor:
+    """Resample a sorted parameter so that consecutive values are about `spacing` apart along a curve whose
+    segment lengths between `samples` are `lengths` (len(samples) - 1)."""
+    arc = torch.cat([lengths.new_zeros(1), torch.cumsum(lengths, 0)])
+    n = max(8, int(math.ceil(float(arc[-1]) / spacing)) + 1)
+    target = torch.linspace(0, float(arc[-1]), n, device=arc.device, dtype=arc.dtype)
+    i = torch.searchsorted(arc, target).clamp(1, len(samples) - 1)
+    a0, a1 = arc[i - 1], arc[i]
+    t = ((target - a0) / (a1 - a0).clamp(min=1e-12)).clamp(0, 1)
+    return samples[i - 1] + t * (samples[i] - samples[i - 1])
+
+
+def bands(rows: Tensor, ring: Callable[[float, float], Tensor], spacing: float,
+          rows_per_band: int = 40) -> list[tuple[Tensor, Tensor]]:
+    """Split a periodic lattice's rows into latitude bands that share their boundary rows, each sampled around
+    by arc length: `ring(lo, hi)` gives (K,) lengths of K equal azimuth steps from -π (the longest over rows
+    lo..hi). One uniform lattice would sample every row and every side like the widest row's widest part (the
+    crown, the chin and the narrow sides of the head would be two or three times denser than needed).
+    Returns [(band rows, band azimuths)]."""
+    out = []
+    n = rows.shape[0]
+    start = 0
+    while start < n - 1:
+        stop = min(n, start + rows_per_band + 1)
+        if n - stop < rows_per_band // 3:  # no sliver of a band at the end
+            stop = n
+        seg = ring(float(rows[start]), float(rows[stop - 1]))
+        k = seg.shape[0]
+        angles = torch.linspace(-math.pi, math.pi, k + 1, device=rows.device, dtype=rows.dtype)
+        phis = arc_samples(angles, seg.to(rows.dtype).clamp(min=1e-6), spacing)[:-1]
+        out.append((rows[start:stop], phis))
+        start = stop - 1
+    return out
 
 
 def grid_normals(pos: Tensor, periodic_v: bool = False, flip: bool = False) -> Tensor:
@@ -82,16 +114,18 @@ def grid_normals(pos: Tensor, periodic_v: bool = False, flip: bool = False) -> T
 
 def refine(rest: Tensor, posed: Tensor, spacing: float, deform: Callable[[Tensor], Tensor],
            periodic_v: bool = False, max_split: int = 6, keep: Tensor | None = None,
-           attrs: list[Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:
+           attrs: list[Tensor] | None = None, period: Tensor | None = None) -> tuple[Tensor, list[Tensor]]:
     """Extra samples for cells that the posed surface stretched beyond `spacing`.
 
     A cell is refilled when its longer diagonal exceeds √2·spacing (a square cell of side `spacing` is just
     fine); it gets ku×kv interior samples, ku and kv = ceil(edge / spacing) along each direction (capped at
     max_split). Rest positions are interpolated and re-deformed, so deformation seams (the parted lips) stay
-    open instead of being bridged. Returns (posed points (M, 3), interpolated attributes (each (M, C)))."""
+    open instead of being bridged. `period` is added to the wrapped-around column of `rest` (for a rest grid of
+    parameters such as an azimuth). Returns (deform's output for the new samples (M, …), interpolated
+    attributes (each (M, C)))."""
     attrs = attrs or []
     if periodic_v:
-        rest = torch.cat([rest, rest[:, :1]], 1)
+        rest = torch.cat([rest, rest[:, :1] + (period if period is not None else 0)], 1)
         posed = torch.cat([posed, posed[:, :1]], 1)
         attrs = [torch.cat([a, a[:, :1]], 1) for a in attrs]
         if keep is not None:
@@ -102,29 +136,24 @@ def refine(rest: Tensor, posed: Tensor, spacing: float, deform: Callable[[Tensor
     if keep is not None:
         need &= keep[:-1, :-1] | keep[1:, :-1] | keep[:-1, 1:] | keep[1:, 1:]
     iu, iv = torch.nonzero(need, as_tuple=True)
-    if iu.numel() == 0:
+    if iu.numel() == 0:  # nothing stretched (the caller sizes an empty result for its deform)
         return rest.new_zeros(0, 3), [a.new_zeros(0, a.shape[-1]) for a in attrs]
     eu = torch.maximum((c10 - c00).norm(dim=-1), (c11 - c01).norm(dim=-1))[iu, iv]
     ev = torch.maximum((c01 - c00).norm(dim=-1), (c11 - c10).norm(dim=-1))[iu, iv]
     ku = (eu / spacing).ceil().clamp(1, max_split).long()
     kv = (ev / spacing).ceil().clamp(1, max_split).long()
-    code = ku * (max_split + 1) + kv
-    pts, outs = [], [[] for _ in attrs]
-    for c in torch.unique(code).tolist():
-        nu_, nv_ = divmod(int(c), max_split + 1)
-        sel = code == c
-        a, b = iu[sel], iv[sel]
-        # interior samples at (i + 0.5) / k avoid duplicating the cell's corners
-        tu = (torch.arange(nu_, device=rest.device, dtype=rest.dtype) + 0.5) / nu_
-        tv = (torch.arange(nv_, device=rest.device, dtype=rest.dtype) + 0.5) / nv_
-        su, sv = (t.reshape(-1, 1) for t in torch.meshgrid(tu, tv, indexing="ij"))
-        w = torch.cat([(1 - su) * (1 - sv), su * (1 - sv), (1 - su) * sv, su * sv], -1)  # (k, 4)
+    # all cells at once (one deform call, which matters on a GPU): sample j of a cell sits at
+    # ((j // kv + 0.5) / ku, (j % kv + 0.5) / kv), interior points that never duplicate the corners
+    per = ku * kv
+    cell = torch.repeat_interleave(torch.arange(per.shape[0], device=rest.device), per)
+    j = torch.arange(cell.shape[0], device=rest.device) - torch.repeat_interleave(torch.cumsum(per, 0) - per, per)
+    su = ((j // kv[cell]).to(rest.dtype) + 0.5) / ku[cell].to(rest.dtype)
+    sv = ((j % kv[cell]).to(rest.dtype) + 0.5) / kv[cell].to(rest.dtype)
+    w = torch.stack([(1 - su) * (1 - sv), su * (1 - sv), (1 - su) * sv, su * sv], -1)  # (M, 4)
+    a, b = iu[cell], iv[cell]
 
-        def lerp(x: Tensor, a=a, b=b, w=w) -> Tensor:
-            corners = torch.stack([x[a, b], x[a + 1, b], x[a, b + 1], x[a + 1, b + 1]], 1)  # (C, 4, ch)
-            return torch.einsum("mq,cqd->cmd", w, corners).reshape(-1, x.shape[-1])
+    def lerp(x: Tensor) -> Tensor:
+        return (x[a, b] * w[:, :1] + x[a + 1, b] * w[:, 1:2] + x[a, b + 1] * w[:, 2:3]
+                + x[a + 1, b + 1] * w[:, 3:])
 
-        pts.append(deform(lerp(rest)))
-        for j, at in enumerate(attrs):
-            outs[j].append(lerp(at))
-    return torch.cat(pts), [torch.cat(o) for o in outs]
+    return deform(lerp(rest)), [lerp(at) for at in attrs]

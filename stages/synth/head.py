@@ -17,12 +17,13 @@ import torch
 from torch import Tensor
 
 from stages.synth import parts
-from stages.synth.grids import SIDE_SHEET, Grid, count, grid_normals, lattice, refine
+from stages.synth.grids import SIDE_SHEET, Grid, bands, count, grid_normals, lattice, refine
+from stages.synth.hair import Hair
 from stages.synth.identity import HeadIdentity
 from stages.synth.rig import Rig, apply_jaw, face_deform, gaze, gaze_matrix, lid_shape, weights
 from stages.synth.shading import interior, lights_for, shade
 from stages.synth.shape import CENTRE, THETA_MAX, RadiusMap, anatomy
-from stages.synth.skin import (Textures, hair_albedo, hair_mask, hair_shell_thickness, skin_albedo, smoothstep)
+from stages.synth.skin import Textures, hair_albedo, skin_albedo, smoothstep
 
 LABELS = {"background": 0, "skin": 1, "hair": 2, "eye": 3, "teeth": 4, "mouth": 5, "tongue": 6, "cloth": 7}
 
@@ -69,43 +70,38 @@ class HeadModel:
 
     def __init__(self, idn: HeadIdentity, h: float, device: torch.device | str = "cpu"):
         self.idn, self.h, self.device = idn, float(h), torch.device(device)
+        self._consts: dict[tuple, Tensor] = {}
         dev = self.device
         self.rig = rig = make_rig(idn)
         self.tex = tex = Textures.of(idn)
         self.lights = lights_for(idn)
-        self.rmap = rmap = RadiusMap(idn, dev)
+        # the shape maps need about twice the sample density; coarse builds (small images) get coarse maps
+        self.rmap = rmap = RadiusMap(idn, dev, detail=min(1.0, max(0.25, 0.0012 / h)))
+        self.hair = Hair(idn, rig, tex, rmap, dev)
         # --- skin over the skull parameters: a main lattice plus finer patches where the surface is steep
         ths = rmap.theta_samples(h)
-        phs = torch.linspace(-math.pi, math.pi, rmap.azimuth_count(h) + 1, device=dev)[:-1]
-        th, ph = torch.meshgrid(ths, phs, indexing="ij")
-        main, n, albedo, ao, mask, thick = self._skin_grid(th, ph, periodic=True)
-        pos = rmap.point(th, ph)  # the scalp without beard relief, for the hair shell
-        self.skins: list[Grid] = [main]
-        for (t0, t1, p0, p1), factor in self._patch_windows():
-            inside = (th >= t0) & (th <= t1) & (ph >= p0) & (ph <= p1)
-            main.keep = main.keep & ~inside
-            nt = count(float(self.rmap.sample(th.new_tensor(0.5 * (t0 + t1)), th.new_tensor(0.0))[0]) * (t1 - t0),
+        windows = self._patch_windows()
+        self.skins: list[Grid] = []
+        # latitude bands save samples on a CPU; a GPU prefers fewer, bigger grids (fewer kernel launches)
+        for rows, phs in bands(ths, rmap.ring, h, rows_per_band=40 if dev.type == "cpu" else 10**6):
+            th, ph = torch.meshgrid(rows, phs, indexing="ij")
+            g = self._skin_grid(th, ph, periodic=True)
+            for t0, t1, p0, p1 in (w for w, _ in windows):
+                g.keep = g.keep & ~((th >= t0) & (th <= t1) & (ph >= p0) & (ph <= p1))
+            self.skins.append(g)
+        for (t0, t1, p0, p1), factor in windows:
+            nt = count(float(self.rmap.sample(ths.new_tensor(0.5 * (t0 + t1)), ths.new_tensor(0.0))[0]) * (t1 - t0),
                        h / factor)
             npp = count(0.1 * (p1 - p0), h / factor)
             pt, pp = lattice(t0, t1, nt, p0, p1, npp, dev)
-            self.skins.append(self._skin_grid(pt, pp, periodic=False)[0])
+            self.skins.append(self._skin_grid(pt, pp, periodic=False))
         # skin samples an expression can move: the face below the forehead, in front of the ears
-        rest = main.rest
-        self.movable = [(rest[..., 2] > rig.hinge[2] - 0.045) & (rest[..., 1] < rig.brow_y + 0.075)] + [
-            torch.ones(g.shape, dtype=torch.bool, device=dev) for g in self.skins[1:]]
+        self.movable = [(g.rest[..., 2] > rig.hinge[2] - 0.045) & (g.rest[..., 1] < rig.brow_y + 0.075)
+                        for g in self.skins]
         # --- static parts (hair, neck, ears, upper teeth, upper mouth) are shaded once
         static: list[Cloud] = []
-        if bool((thick > 0.0025).any()):
-            hair_pos = pos + n * (thick + 0.0004)[..., None]
-            dens = (mask**0.6 * (0.8 + 0.2 * tex.fine(th / THETA_MAX, (ph + math.pi) / (2 * math.pi)))).clamp(0, 1)
-            hcol = hair_albedo(th, ph, idn, tex)
-            hcol = albedo * (1 - dens[..., None]) + hcol * dens[..., None]
-            hao = (ao * (0.6 + 0.4 * smoothstep(0.0, 0.012, thick))).clamp(0, 1)
-            shell = Grid("hair", hair_pos, hcol, ao=hao, keep=(mask > 0.02) & (thick > 0.0008), periodic_v=True)
-            _oriented(shell, pos - pos.new_tensor(CENTRE))
-            static.append(self._shade_static(shell, LABELS["hair"], sheen=0.8))
-            if idn.hair_length > 0.03:
-                static.append(self._curtain(th, ph, hair_pos, n, thick))
+        for hg in self.hair.grids(h):
+            static.append(self._hair_cloud(hg))
         neck = parts.neck(idn, rig, h, dev)
         radial = torch.stack([neck.rest[..., 0], torch.zeros_like(neck.rest[..., 0]), neck.rest[..., 2] + 0.012], -1)
         _oriented(neck, radial)
@@ -137,9 +133,10 @@ class HeadModel:
         _oriented(tg, tg.rest.new_tensor((0.0, 1.0, 0.0)).expand_as(tg.rest))
         self.jaw_parts = [(lo, LABELS["teeth"]), (self.lower_bowl, LABELS["mouth"]), (tg, LABELS["tongue"])]
         self.tongue = tg
+        self.tongue_front = float(tg.rest[..., 2].max())
         # --- eyes: one eyeball template, lid parameters and colours per side
         self.eyeball = parts.eyeball(idn, h, dev)
-        _oriented(self.eyeball, self.eyeball.rest)
+        self.eyeball_normals = self.eyeball.rest / self.eyeball.rest.norm(dim=-1, keepdim=True)
         self.lid_b, self.lid_t = parts.lid_lattice(idn, h, dev)
         self.lid_ao = 0.9 - 0.35 * smoothstep(0.35, 0.9, self.lid_t) - 0.1 * smoothstep(0.5, 0.0, self.lid_t)
         self.lid_albedo = {(s, up): parts.lid_albedo(idn, self.lid_b, self.lid_t, up, sg)
@@ -156,9 +153,8 @@ class HeadModel:
         if float((n * dirs).sum(-1).mean()) < 0:
             n = -n
         albedo, beard = skin_albedo(pos, th, ph, n, idn, rig, tex)
-        mask = hair_mask(pos, th, ph, idn, rig, tex)
-        thick = hair_shell_thickness(mask, th, ph, idn, tex)
-        if idn.hair_style == "buzz" or idn.hair_thickness < 0.0025:
+        mask, thick = self.hair.thickness(pos, th, ph)
+        if idn.hair_thickness < 0.0025:
             grain = hair_albedo(th, ph, idn, tex)
             cover = (mask * (0.55 + 0.4 * min(1.0, idn.hair_thickness / 0.002)))[..., None]
             albedo = albedo * (1 - cover) + grain * cover
@@ -167,7 +163,7 @@ class HeadModel:
         hidden = (mask > 0.985) & (thick > 0.0025)
         g = Grid("skin", skin_pos, albedo, ao=ao, keep=~hidden, periodic_v=periodic)
         _oriented(g, dirs)
-        return g, n, albedo, ao, mask, thick
+        return g
 
     def _patch_windows(self) -> list[tuple[tuple[float, float, float, float], float]]:
         """(θ0, θ1, φ0, φ1) windows of denser skin: the nose (steep sides and underside)."""
@@ -194,100 +190,125 @@ class HeadModel:
 
     def _cloud(self, g: Grid, pos: Tensor, n: Tensor, label: int, sheen: float = 0.0,
                extra: tuple[Tensor, Tensor, Tensor, Tensor] | None = None) -> Cloud:
-        """Flatten a posed grid (plus optional extra samples: points, normals, albedo, ao) into a Cloud."""
+        """Flatten and shade one posed grid (plus optional extra samples: points, normals, albedo, ao)."""
+        return self._shade_parts([self._flatten(g, pos, n, label, extra)], sheen)
+
+    def _flatten(self, g: Grid, pos: Tensor, n: Tensor, label: int,
+                 extra: tuple[Tensor, Tensor, Tensor, Tensor] | None = None) -> dict[str, Tensor | int | bool]:
+        """The kept samples of a posed grid as flat arrays, not yet shaded."""
         keep = g.keep.reshape(-1) if g.keep is not None else None
         P, N, A = pos.reshape(-1, 3), n.reshape(-1, 3), g.albedo.reshape(-1, 3)
-        O = g.ao.reshape(-1) if g.ao is not None else torch.ones_like(P[:, 0])
-        B = g.back_albedo.reshape(-1, 3) if g.back_albedo is not None else None
+        occ = g.ao.reshape(-1) if g.ao is not None else torch.ones_like(P[:, 0])
+        B = g.back_albedo.reshape(-1, 3) if g.back_albedo is not None else A
         if keep is not None:
-            P, N, A, O = P[keep], N[keep], A[keep], O[keep]
-            B = B[keep] if B is not None else None
+            P, N, A, B, occ = P[keep], N[keep], A[keep], B[keep], occ[keep]
         if extra is not None:
-            P, N, A, O = (torch.cat([a, b]) for a, b in zip((P, N, A, O), extra))
-            if B is not None:
-                B = torch.cat([B, extra[2]])
-        wrap = 0.35 if label == LABELS["skin"] else 0.0
-        sh = torch.full_like(O, sheen) if sheen > 0 else None
-        front = shade(A, N, O, self.lights, wrap=wrap, sheen=sh)
-        if g.side == SIDE_SHEET:
-            back = shade(B if B is not None else A, -N, O * 0.8, self.lights, wrap=wrap)
-        else:
-            back = interior(P.shape[0], P)
-        lab = torch.full((P.shape[0],), label, dtype=torch.int64, device=P.device)
-        sheet = torch.full((P.shape[0],), g.side == SIDE_SHEET, dtype=torch.bool, device=P.device)
-        if label == LABELS["skin"] and g.side != SIDE_SHEET:
+            P, N, A, occ = (torch.cat([a, b]) for a, b in zip((P, N, A, occ), extra, strict=True))
+            B = torch.cat([B, extra[2]])
+        sheet = g.side == SIDE_SHEET
+        two = torch.full((P.shape[0],), sheet, dtype=torch.bool, device=P.device)
+        if label == LABELS["skin"] and not sheet:
             # skin around the mouth keeps its inside (dark) so that nothing shows through parted lips
-            m = P.new_tensor((0.0, self.rig.mouth_y - 0.01, self.rig.lip_z - 0.03))
-            sheet = ((P - m) / P.new_tensor((0.05, 0.045, 0.05))).norm(dim=-1) < 1
-        return Cloud(P, N, front, back, lab, sheet)
+            m = self._const((0.0, self.rig.mouth_y - 0.01, self.rig.lip_z - 0.03), P)
+            two = ((P - m) / self._const((0.05, 0.045, 0.05), P)).norm(dim=-1) < 1
+        return {"P": P, "N": N, "A": A, "B": B, "occ": occ, "label": label, "sheet": sheet, "two": two}
 
-    def _curtain(self, th: Tensor, ph: Tensor, hair_pos: Tensor, n: Tensor, thick: Tensor) -> Cloud:
-        idn = self.idn
-        row = int(round(math.radians(98.0) / THETA_MAX * (th.shape[0] - 1)))
-        aphi = ph[row].abs()
-        cols = aphi > math.radians(68.0)
-        top, top_n, tph = hair_pos[row][cols], n[row][cols], ph[row][cols]
-        g = parts.hair_curtain(idn, top, top_n, tph, self.h, self.device)
-        s, v = g.extras["s"], g.extras["v"]
-        along = (s * g.extras["length"] / 0.26 + 98.0 / math.degrees(THETA_MAX)).clamp(0, 1)
-        g.albedo = hair_albedo(th.new_zeros(s.shape), tph[None].expand_as(s), idn, self.tex, along=along)
-        g.albedo = g.albedo * (1 - 0.25 * s)[..., None]
-        g.back_albedo = g.albedo * 0.55
-        g.ao = (0.75 + 0.25 * (1 - s)).clamp(0, 1)
-        radial = torch.stack([g.rest[..., 0], torch.zeros_like(s), g.rest[..., 2] + 0.02], -1)
-        _oriented(g, radial)
-        return self._shade_static(g, LABELS["hair"], sheen=0.8)
+    def _shade_parts(self, parts_: list[dict], sheen: float = 0.0) -> Cloud:
+        """Shade many flattened parts in one go (one pass over the lights instead of one per part)."""
+        cat = {k: torch.cat([p[k] for p in parts_]) for k in ("P", "N", "A", "B", "occ", "two")}
+        sizes = [p["P"].shape[0] for p in parts_]
+        dev = cat["P"].device
+
+        def per_point(values: list) -> Tensor:
+            return torch.repeat_interleave(torch.tensor(values, device=dev), torch.tensor(sizes, device=dev))
+
+        skin = per_point([p["label"] == LABELS["skin"] for p in parts_])
+        wrap = (skin.to(cat["P"].dtype) * 0.35)[:, None]
+        sh = torch.full_like(cat["occ"], sheen) if sheen > 0 else None
+        front = shade(cat["A"], cat["N"], cat["occ"], self.lights, wrap=wrap, sheen=sh)
+        back = shade(cat["B"], -cat["N"], cat["occ"] * 0.8, self.lights, wrap=wrap)
+        sheet = per_point([p["sheet"] for p in parts_])
+        back = torch.where(sheet[:, None], back, interior(back.shape[0], back))
+        label = per_point([p["label"] for p in parts_]).long()
+        return Cloud(cat["P"], cat["N"], front, back, label, cat["two"])
+
+    def _const(self, v: tuple[float, ...], like: Tensor) -> Tensor:
+        key = (v, like.device)
+        if key not in self._consts:
+            self._consts[key] = torch.tensor(v, dtype=like.dtype, device=like.device)
+        return self._consts[key]
+
+    def _hair_cloud(self, g: Grid) -> Cloud:
+        """The hair grid and its refill samples, coloured and shaded (hair never moves with expressions)."""
+        keep = g.keep
+        u, ph, mask, n = g.extras["u"][keep], g.extras["ph"][keep], g.extras["mask"][keep], g.extras["normal"][keep]
+        pos = g.rest[keep]
+        ex, en = g.extras["extra"], g.extras["extra_normal"]
+        pos = torch.cat([pos, ex[:, :3]])
+        n = torch.cat([n, en])
+        u, ph, mask = torch.cat([u, ex[:, 3]]), torch.cat([ph, ex[:, 4]]), torch.cat([mask, ex[:, 5]])
+        col = self.hair.colours(u, ph, mask, n)
+        _, ao = self.rmap.sample(u.clamp(max=THETA_MAX), ph)
+        ao = (0.55 + 0.45 * ao) * (0.75 + 0.25 * mask)
+        front = shade(col, n, ao, self.lights, sheen=torch.full_like(ao, 0.8))
+        back = shade(col * 0.6, -n, ao * 0.7, self.lights)
+        lab = torch.full((pos.shape[0],), LABELS["hair"], dtype=torch.int64, device=pos.device)
+        # the inside of the hair shows only where it hangs free or thins out at its edges; elsewhere it is
+        # culled like a closed surface (it would be hidden behind its own outside)
+        two_sided = (mask < 0.985) | (u > self.hair.drop) if self.hair.long else mask < 0.985
+        return Cloud(pos, n, front, back, lab, two_sided)
 
     # ----- posing --------------------------------------------------------------------------------------------
     def pose(self, expression: np.ndarray | Tensor) -> Cloud:
         """All samples for one ARKit-52 expression."""
         w = weights(expression)
         rig = self.rig
-        clouds = [self.static]
-        # skin: deform the movable part, refill stretched cells, shade
-        for g, mv in zip(self.skins, self.movable):
+        flat: list[dict] = []  # posed parts, shaded together at the end
+        # skin: deform the movable part, refill stretched cells
+        for g, mv in zip(self.skins, self.movable, strict=True):
             pos = g.rest
             if w:
                 pos = pos.clone()
                 pos[mv] = face_deform(g.rest[mv], w, rig)
             n = grid_normals(pos, g.periodic_v, g.flip)
             extra = None
-            P, (A, O, N) = refine(g.rest, pos, self.h, lambda q: face_deform(q, w, rig), periodic_v=g.periodic_v,
-                                  max_split=10, keep=g.keep, attrs=[g.albedo, g.ao[..., None], n])
+            P, (A, occ, N) = refine(g.rest, pos, self.h, lambda q: face_deform(q, w, rig),
+                                    periodic_v=g.periodic_v, max_split=10, keep=g.keep,
+                                    attrs=[g.albedo, g.ao[..., None], n])
             if P.shape[0]:
                 N = N / N.norm(dim=-1, keepdim=True).clamp(min=1e-9)
-                extra = (P, N, A, O[:, 0])
-            clouds.append(self._cloud(g, pos, n, LABELS["skin"], extra=extra))
+                extra = (P, N, A, occ[:, 0])
+            flat.append(self._flatten(g, pos, n, LABELS["skin"], extra=extra))
         # jaw-borne parts
         for part, label in self.jaw_parts:
             p = part.rest
             if part is self.tongue and w.get("tongueOut", 0.0) > 0:
                 a = w["tongueOut"]
-                z0 = float(p[..., 2].max())
-                reach = ((p[..., 2] - (z0 - 0.04)) / 0.04).clamp(0, 1)
+                reach = ((p[..., 2] - (self.tongue_front - 0.04)) / 0.04).clamp(0, 1)
                 p = p + a * torch.stack([torch.zeros_like(reach), -0.006 * reach - 0.001,
                                          0.024 + 0.006 * reach], -1)
             p = apply_jaw(p, w, rig) if w else p
-            clouds.append(self._cloud(part, p, grid_normals(p, part.periodic_v, part.flip), label))
+            flat.append(self._flatten(part, p, grid_normals(p, part.periodic_v, part.flip), label))
         # eyes and lids
         for side, sgn in (("Left", 1.0), ("Right", -1.0)):
-            centre = torch.tensor((sgn * rig.eye_x, rig.eye_y, rig.eye_z), device=self.device)
+            centre = self._const((sgn * rig.eye_x, rig.eye_y, rig.eye_z), self.eyeball.rest)
             yaw, pitch = gaze(w, side)
-            R = gaze_matrix(yaw, pitch, self.device)
             eb = self.eyeball
-            p = eb.rest @ R.T + centre
-            clouds.append(self._cloud(eb, p, grid_normals(p, True, eb.flip), LABELS["eye"]))
+            if yaw or pitch:
+                R = gaze_matrix(yaw, pitch, self.device)
+                p, n = eb.rest @ R.T + centre, self.eyeball_normals @ R.T
+            else:
+                p, n = eb.rest + centre, self.eyeball_normals
+            flat.append(self._flatten(eb, p, n, LABELS["eye"]))
             shape = lid_shape(w, side, self.idn.eye_open_upper, self.idn.eye_open_lower)
             up_edge, lo_edge = parts.eye_opening(self.idn, self.lid_b, shape, sgn)
             radius = rig.eye_r + 0.0011
             for upper, edge in ((True, up_edge), (False, lo_edge)):
                 lp = parts.lid_points(centre, radius, self.lid_b, self.lid_t, edge, upper)
                 lg = Grid("lid", lp, self.lid_albedo[(side, upper)], ao=self.lid_ao)
-                nn = grid_normals(lp)
-                if float((nn * (lp - centre)).sum(-1).mean()) < 0:
-                    nn = -nn
-                clouds.append(self._cloud(lg, lp, nn, LABELS["skin"]))
-        return Cloud.cat(clouds)
+                nn = (lp - centre) / radius  # the lids are spheres around the eye
+                flat.append(self._flatten(lg, lp, nn, LABELS["skin"]))
+        return Cloud.cat([self.static, self._shade_parts(flat)])
 
 
 _CACHE: OrderedDict[tuple, HeadModel] = OrderedDict()
@@ -308,8 +329,8 @@ def get_model(idn: HeadIdentity, h: float, device: torch.device | str = "cpu") -
 
 
 def spacing_levels(h: float) -> float:
-    """Round a spacing down to a quarter-octave level so nearby resolutions share a cached build."""
-    return 2.0 ** (math.floor(math.log2(h) * 4) / 4)
+    """Round a spacing down to an eighth-of-an-octave level so nearby resolutions share a cached build."""
+    return 2.0 ** (math.floor(math.log2(h) * 8) / 8)
 
 
-__all__ = ["LABELS", "Cloud", "HeadModel", "get_model", "make_rig", "spacing_levels", "lattice", "count"]
+__all__ = ["LABELS", "Cloud", "HeadModel", "get_model", "make_rig", "spacing_levels"]

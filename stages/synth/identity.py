@@ -7,7 +7,6 @@ metres. `sample_identity` draws one from a seed; equal seeds give equal identiti
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -22,7 +21,7 @@ SKIN_ANCHORS = np.array([
 HAIR_COLOURS = {  # name: (rgb, weight)
     "black": ((0.035, 0.032, 0.030), 3.0), "dark_brown": ((0.11, 0.07, 0.045), 3.0),
     "brown": ((0.25, 0.15, 0.08), 2.5), "light_brown": ((0.42, 0.29, 0.17), 1.5),
-    "blonde": ((0.72, 0.56, 0.34), 1.2), "platinum": ((0.86, 0.80, 0.66), 0.4), "auburn": ((0.48, 0.17, 0.07), 0.8),
+    "blonde": ((0.8, 0.6, 0.32), 1.2), "platinum": ((0.9, 0.82, 0.64), 0.4), "auburn": ((0.48, 0.17, 0.07), 0.8),
     "grey": ((0.52, 0.51, 0.50), 0.8), "white": ((0.86, 0.86, 0.84), 0.3),
 }
 IRIS_COLOURS = [((0.20, 0.10, 0.05), 3.0), ((0.36, 0.21, 0.09), 2.5), ((0.44, 0.36, 0.16), 1.0),
@@ -133,8 +132,9 @@ def _pick(rng: np.random.Generator, options: dict[str, float] | list) -> object:
 
 
 def _jitter(rng: np.random.Generator, rgb, amount: float) -> RGB:
-    c = np.clip(np.asarray(rgb, np.float64) * (1 + rng.normal(0, amount, 3)), 0.01, 1.0)
-    return tuple(float(x) for x in c)
+    """Vary a colour mostly in brightness (a shared factor) and only slightly in hue (per channel)."""
+    c = np.asarray(rgb, np.float64) * (1 + rng.normal(0, amount)) * (1 + rng.normal(0, 0.03, 3))
+    return tuple(float(x) for x in np.clip(c, 0.01, 1.0))
 
 
 def skin_from_tone(tone: float, undertone: float) -> RGB:
@@ -230,7 +230,3 @@ def sample_identity(seed_or_generator: int | torch.Generator | np.random.Generat
         light_warmth=float(n(0.0, 0.3)),
         texture_seed=int(rng.integers(0, 2**31 - 1)),
     )
-
-
-def degrees(x: float) -> float:
-    return math.radians(x)

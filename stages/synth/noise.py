@@ -37,7 +37,7 @@ class LatticeNoise:
         # grid_sample wants (x, y) = (column, row) in [-1, 1]
         grid = torch.stack([v.reshape(-1) * 2 - 1, u.reshape(-1) * 2 - 1], -1).reshape(1, 1, -1, 2)
         out = torch.zeros(u.numel(), device=u.device, dtype=u.dtype)
-        for lat, w in zip(self.lattices, self.weights):
+        for lat, w in zip(self.lattices, self.weights, strict=True):
             lat = lat.to(device=u.device, dtype=u.dtype)
             s = F.grid_sample(lat[None, None], grid, mode="bicubic", padding_mode="border", align_corners=True)
             out = out + w * s.reshape(-1)

@@ -118,7 +118,7 @@ def teeth(idn: HeadIdentity, rig: Rig, h: float, device, upper: bool) -> Grid:
     depth = 0.034
     zf = rig.lip_z - 0.0085 - (0.0 if upper else 0.0018)
     height = 0.011
-    ns = count(2 * half * 1.3, h * 0.8, lo=16)
+    ns = count(0.11, h * 0.8, lo=16)  # the arch is ~10 cm long along its curve
     nh = count(height, h * 0.8, lo=6)
     hh, s = lattice(0.0, 1.0, nh, -1.0, 1.0, ns, device)
     x = s * half
@@ -132,9 +132,9 @@ def teeth(idn: HeadIdentity, rig: Rig, h: float, device, upper: bool) -> Grid:
     k = torch.searchsorted(edges, arc.contiguous(), right=True).clamp(1, len(TOOTH_EDGES) - 1)
     e0, e1 = edges[k - 1], edges[k]
     f = ((arc - e0) / (e1 - e0)).clamp(0, 1)
-    gap = torch.exp(-((torch.minimum(f, 1 - f)) / 0.07) ** 2)
-    tip = hh < 0.05 + 0.35 * (2 * f - 1) ** 4
-    col = pos.new_tensor((0.93, 0.9, 0.82)) * (1 - 0.55 * gap[..., None]) * (1 - 0.35 * (s.abs() ** 1.5)[..., None])
+    gap = torch.exp(-((torch.minimum(f, 1 - f)) / 0.06) ** 2)
+    tip = hh < 0.02 + 0.12 * (2 * f - 1) ** 4
+    col = pos.new_tensor((0.93, 0.9, 0.82)) * (1 - 0.3 * gap[..., None]) * (1 - 0.35 * (s.abs() ** 1.5)[..., None])
     gum_line = 0.78 - 0.12 * (1 - (2 * f - 1) ** 2)
     gum = smoothstep(gum_line - 0.03, gum_line + 0.03, hh)
     col = col * (1 - gum[..., None]) + pos.new_tensor((0.72, 0.36, 0.36)) * gum[..., None]
@@ -147,7 +147,7 @@ def teeth(idn: HeadIdentity, rig: Rig, h: float, device, upper: bool) -> Grid:
 def mouth_bowl(idn: HeadIdentity, rig: Rig, h: float, device) -> Grid:
     """The inside of the mouth: a dark, reddish bowl behind the teeth (both halves; the lower follows the jaw)."""
     c = (0.0, rig.mouth_y, rig.lip_z - 0.026)
-    r = (0.036, 0.024, 0.026)
+    r = (0.031, 0.024, 0.026)
     nu = count(math.pi * 0.03, h * 0.9, lo=12)
     nv = count(2 * math.pi * 0.032, h * 0.9, lo=24)
     th, ph = lattice(0.0, math.pi, nu, -math.pi, math.pi, nv, device, periodic_v=True)
@@ -155,7 +155,7 @@ def mouth_bowl(idn: HeadIdentity, rig: Rig, h: float, device) -> Grid:
     pos = d * d.new_tensor(r) + d.new_tensor(c)
     depth = ((rig.lip_z - 0.006 - pos[..., 2]) / 0.05).clamp(0, 1)
     col = pos.new_tensor((0.42, 0.12, 0.12)) * (1 - 0.8 * depth[..., None])
-    keep = (pos[..., 2] < rig.lip_z - 0.003) & (head_sdf(pos, idn) < -0.0015)
+    keep = (pos[..., 2] < rig.lip_z - 0.003) & (head_sdf(pos, idn) < -0.004)
     return Grid("mouth", pos, col, ao=1 - 0.6 * depth, keep=keep, periodic_v=True, side=SIDE_SHEET,
                 back_albedo=col, extras={"lower": (pos[..., 1] < rig.mouth_y).float()})
 
@@ -200,28 +200,26 @@ def ear(idn: HeadIdentity, rig: Rig, h: float, device, side: float) -> Grid:
     tilt = math.radians(14.0)
     # local axes: up (tilted back), back-and-out along the sheet, normal outward
     up = torch.tensor([0.0, math.cos(tilt), -math.sin(tilt)], device=device)
-    back = torch.tensor([side * math.sin(ang), math.sin(tilt) * 0.0, -math.cos(ang)], device=device)
+    back = torch.tensor([side * math.sin(ang), 0.0, -math.cos(ang)], device=device)
     back = back - (back @ up) * up
     back = back / back.norm()
-    normal = torch.cross(up, back, dim=0) * (-side)
-    if float(normal[0]) * side < 0:
-        normal = -normal
+    normal = torch.cross(up, back, dim=0)
+    normal = normal if float(normal[0]) * side > 0 else -normal  # pointing away from the head
     origin = torch.tensor([side * (x_skin - 0.004), y0, z0 + 0.004], device=device)
-    pos = (origin + (a * ha)[..., None] * up + (b * wb * 1.05)[..., None] * back + out[..., None] * normal
-           + (0.006 * (1 - bb) * 0)[..., None] * normal)
+    pos = origin + (a * ha)[..., None] * up + (b * wb * 1.05)[..., None] * back + out[..., None] * normal
     skin = pos.new_tensor(idn.skin_color) * pos.new_tensor((1.0, 0.93, 0.92))
     col = skin * (1 - 0.25 * concha[..., None] * (1 - lobe[..., None]))
     ao = 1 - 0.45 * concha * (1 - lobe)
     keep = head_sdf(pos, idn) > -0.0005
-    flip = side < 0
-    return Grid("ear", pos, col, ao=ao, keep=keep, side=SIDE_SHEET, flip=flip, back_albedo=(skin * 0.95).expand_as(col).clone())
+    return Grid("ear", pos, col, ao=ao, keep=keep, side=SIDE_SHEET,
+                back_albedo=(skin * 0.95).expand_as(col).clone())
 
 
 # ----- neck and clothes ---------------------------------------------------------------------------------------
 def neck(idn: HeadIdentity, rig: Rig, h: float, device) -> Grid:
     """The neck as an elliptic cylinder, with a collar and sloping shoulders of clothing at the bottom."""
     nw = idn.neck_width
-    rx, rz = 0.053 * nw, 0.05 * nw
+    rx, rz = 0.057 * nw, 0.053 * nw
     y_top, y_bot = rig.eye_y - 0.03, -0.27
     nu = count(y_top - y_bot, h, lo=16)
     nv = count(2 * math.pi * 0.052, h, lo=32)
@@ -242,25 +240,3 @@ def neck(idn: HeadIdentity, rig: Rig, h: float, device) -> Grid:
     keep = head_sdf(pos, idn) > -0.0008
     return Grid("neck", pos, col.clamp(0, 1), ao=ao, keep=keep, periodic_v=True,
                 extras={"cloth": cloth})
-
-
-# ----- long hair ----------------------------------------------------------------------------------------------
-def hair_curtain(idn: HeadIdentity, top: Tensor, top_n: Tensor, ph: Tensor, h: float, device) -> Grid:
-    """Hair that hangs below the skull: from a row of points on the hair shell (`top`, (V, 3), with outward
-    normals `top_n`) straight down, flaring out a little, with a ragged lower edge."""
-    L = idn.hair_length
-    nu = count(L * 1.2, h, lo=8)
-    s = torch.linspace(0, 1, nu, device=device)[:, None]
-    edge = LatticeNoise((1, 40), seeded(idn.texture_seed + 40), periodic_v=True)
-    v = ((ph + math.pi) / (2 * math.pi))[None].expand(nu, -1)
-    aphi = ph.abs()[None]
-    taper = smoothstep(math.radians(70.0), math.radians(110.0), aphi)
-    length = L * (0.35 + 0.65 * taper) * (1 + 0.12 * edge(torch.zeros_like(v), v))
-    radial = torch.stack([top_n[:, 0], torch.zeros_like(top_n[:, 0]), top_n[:, 2]], -1)
-    radial = radial / radial.norm(dim=-1, keepdim=True).clamp(min=1e-6)
-    ears = torch.exp(-((aphi - math.radians(100.0)) / math.radians(20.0)) ** 2)
-    wave = 0.0025 * torch.sin(s * length / 0.025 * 2 * math.pi + 3 * ph[None]) * (0.3 + idn.curl)
-    flare = (0.004 + 0.05 * s * length + 0.014 * ears * (1 - s) ** 0.5 + wave)[..., None]
-    pos = top[None] + flare * radial[None] + (s * length)[..., None] * top.new_tensor((0.0, -1.0, 0.0))
-    return Grid("hair_long", pos, torch.zeros_like(pos), side=SIDE_SHEET,
-                extras={"s": s.expand(nu, ph.shape[0]).clone(), "v": v.clone(), "length": length})

@@ -13,7 +13,6 @@ so `amin` finds the nearest sample and says which one it was and which side of i
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from stages.cameras import Cameras
@@ -21,7 +20,6 @@ from stages.cameras import Cameras
 _INDEX_BITS = 26  # up to 2**25 points (one bit says "seen from behind")
 _DEPTH_SCALE = 2.0**20  # depth quantum ~1 µm
 _NEAR = 1e-3
-_SENTINEL = torch.iinfo(torch.int64).max
 
 
 def max_spacing_px(footprint: int) -> float:
@@ -32,7 +30,7 @@ def max_spacing_px(footprint: int) -> float:
 
 def rasterize(points: Tensor, normals: Tensor, color_front: Tensor, color_back: Tensor, cameras: Cameras,
               supersample: int = 2, footprint: int = 3, two_sided: Tensor | None = None,
-              labels: Tensor | None = None, surface_depth: bool = True) -> dict[str, Tensor]:
+              labels: Tensor | None = None, depth: str = "surface") -> dict[str, Tensor]:
     """Render coloured, oriented samples into every camera.
 
     points, normals: (N, 3) world space; color_front / color_back: (N, C) the colour seen from the side the
@@ -42,9 +40,10 @@ def rasterize(points: Tensor, normals: Tensor, color_front: Tensor, color_back: 
     metres (0 where there is no surface); with per-point integer `labels` (N,) also "label" (V,H,W): the label
     of the sample seen at each pixel's centre.
 
-    Depth is exact for the drawn surface when `surface_depth` is on: each subpixel intersects its own ray with
-    the tangent plane of the sample it sees (a splat is a small disc, not a flat-depth square), so a depth
-    pixel back-projects onto the surface rather than up to a splat's width beside it.
+    `depth` = "surface" (default) makes depth exact for the drawn surface: each subpixel intersects its own ray
+    with the tangent plane of the sample it sees (a splat is a small disc, not a flat-depth square), so a depth
+    pixel back-projects onto the surface rather than up to a splat's width beside it; "sample" uses the
+    samples' own depth (cheaper), "none" skips the depth output.
     """
     dev = points.device
     n = points.shape[0]
@@ -57,30 +56,53 @@ def rasterize(points: Tensor, normals: Tensor, color_front: Tensor, color_back: 
     facing = normals @ cams.centers().T - (normals * points).sum(-1, keepdim=True)  # (N, V)
     back = facing < 0
     keep = ~back if two_sided is None else (~back | two_sided[:, None])
-    table = torch.stack([color_front, color_back], 1).reshape(2 * n, -1).T.contiguous()  # (C, 2N): column 2i+b
-    C = table.shape[0]
+    # colour table (row 2i+b: point i seen from side b) with a coverage column, and one last all-zero row that
+    # empty pixels point to: the sentinel key's index bits are exactly that row
+    C = color_front.shape[1]
+    table = torch.zeros(2 * n + 1, C + 1, dtype=points.dtype, device=dev)
+    table[:2 * n, :C] = torch.stack([color_front, color_back], 1).reshape(2 * n, C)
+    table[:2 * n, C] = 1.0
+    sentinel = ((1 << (62 - _INDEX_BITS)) - 1) << _INDEX_BITS | (2 * n)
     lab = labels.to(dev) if labels is not None else None
+    Hs, Ws = cams.height, cams.width
     pooled, label_maps = [], []
     for v in range(V):
-        keys = _zbuffer(points, back[:, v], keep[:, v], cams[v], s, fp)
-        empty = keys == _SENTINEL
-        ids = torch.where(empty, 0, keys & ((1 << _INDEX_BITS) - 1))
-        cov = (~empty).to(points.dtype)
-        depth = torch.where(empty, 0.0, (keys >> _INDEX_BITS).to(points.dtype) * (1.0 / _DEPTH_SCALE))
-        if surface_depth:
-            depth = torch.where(empty, 0.0, _plane_depth(points, normals, ids // 2, depth, cams[v], s, fp))
-        planes = torch.cat([table[:, ids] * cov, cov[None], depth[None]], 0)  # (C + 2, H*s, W*s)
-        pooled.append(F.avg_pool2d(planes[:, None], s)[:, 0] if s > 1 else planes)
+        keys = _zbuffer(points, back[:, v], keep[:, v], cams[v], s, fp, sentinel)
+        ids = keys & ((1 << _INDEX_BITS) - 1)
+        planes = table.index_select(0, ids.reshape(-1)).reshape(Hs * s, Ws * s, C + 1)  # colour, coverage
+        if depth != "none":
+            empty = ids == 2 * n
+            z = torch.where(empty, 0.0, (keys >> _INDEX_BITS).to(points.dtype) * (1.0 / _DEPTH_SCALE))
+            if depth == "surface":
+                z = torch.where(empty, 0.0, _plane_depth(points, normals, (ids // 2).clamp(max=n - 1), z, cams[v],
+                                                          s, fp))
+            planes = torch.cat([planes, z[..., None]], -1)
+        pooled.append(_box_down(planes, s))
         if lab is not None:
             c = s // 2
-            label_maps.append(torch.where(empty[c::s, c::s], 0, lab[ids[c::s, c::s] // 2]))
-    pl = torch.stack(pooled, 1)  # (C + 2, V, H, W)
-    alpha = pl[C]
+            centre = ids[c::s, c::s]
+            label_maps.append(torch.where(centre == 2 * n, 0, lab[(centre // 2).clamp(max=n - 1)]))
+    pl = torch.stack(pooled)  # (V, H, W, C + 1 [+ 1])
+    alpha = pl[..., C]
     denom = alpha.clamp(min=1e-8)
-    out = {"rgb": (pl[:C] / denom).permute(1, 2, 3, 0), "alpha": alpha, "depth": pl[C + 1] / denom}
+    out = {"rgb": pl[..., :C] / denom[..., None], "alpha": alpha}
+    if depth != "none":
+        out["depth"] = pl[..., C + 1] / denom
     if lab is not None:
         out["label"] = torch.stack(label_maps)
     return out
+
+
+def _box_down(x: Tensor, s: int) -> Tensor:
+    """Average s×s blocks of an (H*s, W*s, C) image (strided slices: fast on CPU, fine on GPU)."""
+    if s == 1:
+        return x
+    acc = x[0::s, 0::s].clone()
+    for i in range(s):
+        for j in range(s):
+            if i or j:
+                acc += x[i::s, j::s]
+    return acc * (1.0 / (s * s))
 
 
 def _plane_depth(points: Tensor, normals: Tensor, idx: Tensor, depth: Tensor, cam: Cameras, s: int,
@@ -104,8 +126,8 @@ def _plane_depth(points: Tensor, normals: Tensor, idx: Tensor, depth: Tensor, ca
     return torch.where(good, z, zs).reshape(Hs, Ws)
 
 
-def _zbuffer(points: Tensor, back: Tensor, keep: Tensor, cam: Cameras, s: int, fp: int) -> Tensor:
-    """Nearest-sample keys (H*s, W*s) for one camera (the sentinel where nothing lands).
+def _zbuffer(points: Tensor, back: Tensor, keep: Tensor, cam: Cameras, s: int, fp: int, sentinel: int) -> Tensor:
+    """Nearest-sample keys (H*s, W*s) for one camera (`sentinel` where nothing lands).
 
     The buffer has a margin of F pixels on every side so that footprints crossing the border need no
     per-offset bounds checks; samples entirely outside land in the margin, which is cropped away."""
@@ -123,7 +145,7 @@ def _zbuffer(points: Tensor, back: Tensor, keep: Tensor, cam: Cameras, s: int, f
     base = v.floor().clamp_(0, Hm - fp).long() * Wm + u.floor().clamp_(0, Wm - fp).long()
     base = torch.where(ok, base, 0)  # behind the camera: a corner of the margin
     key = ((z.clamp(_NEAR, 8.0) * _DEPTH_SCALE).long() << _INDEX_BITS) | (idx * 2 + back[idx].long())
-    buf = torch.full((Hm * Wm,), _SENTINEL, dtype=torch.int64, device=points.device)
+    buf = torch.full((Hm * Wm,), sentinel, dtype=torch.int64, device=points.device)
     for di in range(fp):
         for dj in range(fp):
             buf.scatter_reduce_(0, base + (di * Wm + dj), key, "amin")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import Tensor
@@ -46,18 +44,20 @@ def head_cloud(identity: HeadIdentity, expression: np.ndarray | Tensor, spacing:
 
 def render_head(identity: HeadIdentity, expression: np.ndarray | Tensor, cameras: Cameras,
                 device: torch.device | str = "cpu", supersample: int = 2,
-                labels: bool = False) -> dict[str, Tensor]:
+                labels: bool = False, depth: bool = True) -> dict[str, Tensor]:
     """Render one identity at one expression into every camera.
 
     Returns "rgb" (V,H,W,3) straight colour in [0,1] (not premultiplied; black where alpha is 0), "alpha"
     (V,H,W) anti-aliased coverage, "depth" (V,H,W) camera-space z in metres (0 on the background) and, with
-    labels=True, "label" (V,H,W) int64 part ids (stages.synth.head.LABELS) of the nearest sample."""
+    labels=True, "label" (V,H,W) int64 part ids (stages.synth.head.LABELS) of the nearest sample. depth=False
+    leaves depth out (faster, for writers that store only RGBA)."""
     device = torch.device(device)
     cams = cameras.to(device)
     h, footprint = choose_spacing(cams, supersample)
     cloud = get_model(identity, h, device).pose(_expression(expression))
     out = rasterize(cloud.points, cloud.normals, cloud.front, cloud.back, cams, supersample=supersample,
-                    footprint=footprint, two_sided=cloud.two_sided, labels=cloud.label if labels else None)
+                    footprint=footprint, two_sided=cloud.two_sided, labels=cloud.label if labels else None,
+                    depth="surface" if depth else "none")
     return out
 
 
@@ -69,9 +69,4 @@ def head_keypoints(identity: HeadIdentity, expression: np.ndarray | Tensor,
     return keypoints(get_model(identity, spacing_levels(0.0016), device), _expression(expression))
 
 
-def frontal_pixel_scale(size: int, extent: float, distance: float = 1.0) -> float:
-    """Focal length in pixels at which `extent` metres at `distance` fill `size` pixels."""
-    return size * distance / extent
-
-
-__all__ = ["choose_spacing", "head_cloud", "head_keypoints", "render_head", "math"]
+__all__ = ["choose_spacing", "head_cloud", "head_keypoints", "render_head"]

@@ -53,14 +53,24 @@ def weights(expr: np.ndarray | Tensor) -> dict[str, float]:
     return {name: float(e[i]) for name, i in ARKIT_INDEX.items() if e[i] > 1e-4}
 
 
+_CONST: dict[tuple, Tensor] = {}
+
+
+def _vec(p: Tensor, v: tuple[float, ...]) -> Tensor:
+    """A small constant tensor on p's device, made once (on a GPU each fresh one is a host-to-device copy)."""
+    key = (tuple(float(x) for x in v), p.device, p.dtype)
+    t = _CONST.get(key)
+    if t is None:
+        if len(_CONST) > 4096:
+            _CONST.clear()
+        t = _CONST[key] = torch.tensor(key[0], device=p.device, dtype=p.dtype)
+    return t
+
+
 def _g(p: Tensor, c: tuple[float, float, float], s: tuple[float, float, float]) -> Tensor:
     """Anisotropic Gaussian bump centred at c with radii s."""
-    q = (p - p.new_tensor(c)) / p.new_tensor(s)
+    q = (p - _vec(p, c)) / _vec(p, s)
     return torch.exp(-(q * q).sum(-1))
-
-
-def _vec(p: Tensor, v: tuple[float, float, float]) -> Tensor:
-    return p.new_tensor(v)
 
 
 def below_lip(p: Tensor, rig: Rig) -> Tensor:
@@ -90,7 +100,7 @@ def jaw_transform(w: dict[str, float], rig: Rig, device, dtype=torch.float32) ->
 def apply_jaw(p: Tensor, w: dict[str, float], rig: Rig, amount: Tensor | float = 1.0) -> Tensor:
     """Move points rigidly with the jaw, blended by `amount` (a scalar or per-point weights)."""
     R, t = jaw_transform(w, rig, p.device, p.dtype)
-    h = p.new_tensor(rig.hinge)
+    h = _vec(p, rig.hinge)
     moved = (p - h) @ R.T + h + t
     if isinstance(amount, float):
         return p + amount * (moved - p)
@@ -114,9 +124,12 @@ def face_deform(p: Tensor, w: dict[str, float], rig: Rig) -> Tensor:
         sided = torch.sigmoid(sgn * x / 0.004)
         half_lip = _g(p, (sgn * mw * 0.45, my, lz), (mw * 0.75, 0.012, 0.025))
         if (a := w.get(f"mouthSmile{side}", 0.0)) > 0:
-            d += a * _g(p, corner, (0.012, 0.011, 0.03))[..., None] * _vec(p, (sgn * 0.004, 0.0075, -0.003))
-            d += a * _g(p, (sgn * 0.037, my + 0.02, rig.cheek_z), (0.016, 0.014, 0.03))[..., None] * _vec(
-                p, (sgn * 0.0015, 0.003, 0.0025))
+            # the corner is pulled up and back toward the ear, the cheek bunches up, and the upper lip lifts
+            # off the teeth near the corner (a grin)
+            d += a * _g(p, corner, (0.014, 0.012, 0.03))[..., None] * _vec(p, (sgn * 0.006, 0.009, -0.004))
+            d += a * _g(p, (sgn * 0.037, my + 0.02, rig.cheek_z), (0.017, 0.015, 0.03))[..., None] * _vec(
+                p, (sgn * 0.002, 0.0035, 0.003))
+            d += a * (half_lip * (1 - below))[..., None] * _vec(p, (0.0, 0.0025, 0.0))
         if (a := w.get(f"mouthFrown{side}", 0.0)) > 0:
             d += a * _g(p, corner, (0.011, 0.012, 0.03))[..., None] * _vec(p, (sgn * 0.001, -0.0065, 0.0))
         if (a := w.get(f"mouthDimple{side}", 0.0)) > 0:

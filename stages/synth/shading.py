@@ -54,33 +54,47 @@ def to_srgb(c: Tensor) -> Tensor:
     return c.clamp(1e-8, 1) ** (1 / 2.2)
 
 
-def shade(albedo: Tensor, normal: Tensor, ao: Tensor | None, lights: Lights, wrap: float = 0.0,
+def shade(albedo: Tensor, normal: Tensor, ao: Tensor | None, lights: Lights, wrap: float | Tensor = 0.0,
           sheen: Tensor | None = None) -> Tensor:
-    """sRGB colour (N, 3) of albedo (N, 3) with unit normals (N, 3) under the studio lights."""
+    """sRGB colour (N, 3) of albedo (N, 3) with unit normals (N, 3) under the studio lights; `wrap` (a number
+    or (N, 1) per sample) is how far diffuse light wraps past the terminator (skin: ~0.35)."""
     a = to_linear(albedo)
     n = normal
     occ = torch.ones_like(n[..., 0]) if ao is None else ao
-
-    def lambert(d: tuple[float, float, float]) -> Tensor:
-        c = (n @ n.new_tensor(d) + wrap) / (1 + wrap)
-        return c.clamp(min=0)
-
+    L = _light_tensors(lights, n.device, n.dtype)
+    dots = n @ L[:3].T  # (N, 3): key, fill, rim
+    lam = ((dots + wrap) / (1 + wrap)).clamp(min=0)
     hemi = 0.5 + 0.5 * n[..., 1]
-    amb = n.new_tensor(lights.ground) + (n.new_tensor(lights.sky) - n.new_tensor(lights.ground)) * hemi[..., None]
-    direct = (lambert(lights.key)[..., None] * n.new_tensor(lights.key_rgb)
-              + lambert(lights.fill)[..., None] * n.new_tensor(lights.fill_rgb)
-              + lambert(lights.rim)[..., None] * n.new_tensor(lights.rim_rgb))
+    amb = L[6] + (L[7] - L[6]) * hemi[..., None]
+    direct = lam @ L[3:6]
     light = amb * occ[..., None] + direct * (0.35 + 0.65 * occ)[..., None]
-    if wrap > 0:  # warm light bleeding into the shadow side of skin
-        light = light * (1 + 0.12 * (1 - lambert(lights.key))[..., None] * n.new_tensor((0.25, -0.05, -0.12)))
+    if torch.is_tensor(wrap) or wrap > 0:  # warm light bleeding into the shadow side of skin
+        skin = (torch.as_tensor(wrap) > 0).to(n.dtype)
+        light = light * (1 + 0.12 * skin * (1 - lam[:, :1]) * L[8])
     out = a * light
     if sheen is not None:
-        h = n.new_tensor(lights.key) + n.new_tensor((0.0, 0.0, 1.0))
-        h = h / h.norm()
-        spec = (n @ h).clamp(min=0) ** 8
+        spec = (n @ L[9]).clamp(min=0) ** 8
         out = out + (sheen * spec * occ)[..., None] * 0.35 * (0.3 + a)
     return to_srgb(out)
 
 
+_LIGHTS: dict[tuple, Tensor] = {}
+
+
+def _light_tensors(lights: Lights, device, dtype) -> Tensor:
+    """(10, 3): key, fill, rim directions; their colours; ground, sky; the skin's shadow tint; the sheen
+    half-vector — made once per lights and device."""
+    key = (lights, device, dtype)
+    if key not in _LIGHTS:
+        if len(_LIGHTS) > 64:
+            _LIGHTS.clear()
+        half = torch.tensor(lights.key) + torch.tensor((0.0, 0.0, 1.0))
+        rows = [lights.key, lights.fill, lights.rim, lights.key_rgb, lights.fill_rgb, lights.rim_rgb, lights.ground,
+                lights.sky, (0.25, -0.05, -0.12), tuple((half / half.norm()).tolist())]
+        _LIGHTS[key] = torch.tensor(rows, dtype=dtype, device=device)
+    return _LIGHTS[key]
+
+
 def interior(n: int, like: Tensor) -> Tensor:
-    return like.new_tensor(INTERIOR).expand(n, 3)
+    """The colour of the inside of the head, for n samples."""
+    return torch.tensor(INTERIOR, dtype=like.dtype).to(like.device).expand(n, 3)

@@ -16,7 +16,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from stages.synth.identity import HeadIdentity
@@ -68,7 +67,6 @@ class Anatomy:
     nose_root: tuple[float, float, float]
     mouth_y: float
     mouth_w: float
-    lip_z: float  # rest z of the lips' front at the centre (filled in from the surface)
     chin_y: float
     jaw_hinge: tuple[float, float, float]
 
@@ -82,7 +80,7 @@ def anatomy(idn: HeadIdentity) -> Anatomy:
     return Anatomy(
         eye_y=eye_y, eye_x=idn.eye_spacing, brow_y=eye_y + idn.brow_height,
         nose_tip=(0.0, tip_y, tip_z), nose_root=(0.0, eye_y + 0.004, 0.083),
-        mouth_y=eye_y - 0.0655 * fl, mouth_w=idn.mouth_width, lip_z=0.0,
+        mouth_y=eye_y - 0.0655 * fl, mouth_w=idn.mouth_width,
         chin_y=eye_y - 0.112 * fl - idn.chin_length, jaw_hinge=(0.0, eye_y - 0.018, -0.004))
 
 
@@ -93,20 +91,22 @@ def head_sdf(p: Tensor, idn: HeadIdentity, an: Anatomy | None = None) -> Tensor:
     ey, my = an.eye_y, an.mouth_y
     x = p[..., 0:1]
     pm = torch.cat([x.abs(), p[..., 1:]], -1)  # mirror: features are built on the +x side
-    d = ellipsoid(p, (0, 0.024 * hh, -0.013 * hd), (0.073 * hw, 0.101 * hh, 0.098 * hd))
-    d = smin(d, ellipsoid(p, (0, 0.004, -0.045 * hd), (0.064 * hw, 0.078 * hh, 0.062 * hd)), 0.02)
-    d = smin(d, ellipsoid(p, (0, ey - 0.034 * fl, 0.024), (0.061 * hw, 0.064 * fl, 0.064)), 0.03)
+    # cranium: an ellipsoid and a wider, flatter parietal vault make the top rounder than an egg
+    d = ellipsoid(p, (0, 0.026 * hh, -0.013 * hd), (0.074 * hw, 0.094 * hh, 0.098 * hd))
+    d = smin(d, ellipsoid(p, (0, 0.05 * hh, -0.02 * hd), (0.075 * hw, 0.068 * hh, 0.086 * hd)), 0.02)
+    d = smin(d, ellipsoid(p, (0, 0.004, -0.045 * hd), (0.066 * hw, 0.078 * hh, 0.062 * hd)), 0.02)
+    d = smin(d, ellipsoid(p, (0, ey - 0.034 * fl, 0.024), (0.065 * hw, 0.064 * fl, 0.064)), 0.03)
     jw = idn.jaw_width
-    d = smin(d, ellipsoid(p, (0, my - 0.008 * fl, 0.012), (0.055 * jw, 0.036 * fl, 0.064)), 0.022)
+    d = smin(d, ellipsoid(p, (0, my - 0.008 * fl, 0.012), (0.06 * jw, 0.037 * fl, 0.064)), 0.022)
     # mandible angle: the jaw line from below the ear to the chin
-    d = smin(d, round_cone(pm, (0.052 * jw, ey - 0.042, -0.012), (0.02 * idn.chin_width, an.chin_y + 0.012, 0.05),
-                           0.011, 0.012), 0.02)
+    d = smin(d, round_cone(pm, (0.057 * jw, ey - 0.044, -0.014), (0.023 * idn.chin_width, an.chin_y + 0.012, 0.05),
+                           0.012, 0.0125), 0.02)
     d = smin(d, ellipsoid(p, (0, an.chin_y + 0.019, 0.061 + idn.chin_forward),
-                          (0.019 * idn.chin_width, 0.02, 0.022)), 0.016)
+                          (0.021 * idn.chin_width, 0.02, 0.022)), 0.016)
     cb = idn.cheekbone
     d = smin(d, ellipsoid(pm, (0.047 * hw, ey - 0.02, 0.047 + 0.004 * cb), (0.019, 0.013, 0.024)), 0.012 + 0.008 * cb)
     cf = idn.cheek_fullness
-    d = smin(d, ellipsoid(pm, (0.036, my + 0.014, 0.055 + 0.006 * cf), (0.02, 0.02, 0.024)), 0.02)
+    d = smin(d, ellipsoid(pm, (0.038, my + 0.014, 0.054 + 0.006 * cf), (0.022, 0.022, 0.026)), 0.02)
     br = idn.brow_ridge
     d = smin(d, ellipsoid(p, (0, ey + 0.024, 0.064 + 0.005 * br), (0.056, 0.011 + 0.003 * br, 0.028)), 0.016)
     # eye sockets: a shallow hollow that puts the skin a little behind the eyeball's front
@@ -165,13 +165,15 @@ class RadiusMap:
     """r(θ, φ) and ambient occlusion, sampled bicubically anywhere (periodic in φ): a coarse map of the whole
     skin plus a finer one over the face, where the nose and lips change steeply."""
 
-    def __init__(self, idn: HeadIdentity, device: torch.device | str = "cpu"):
-        nt, np_ = _MAP_SIZE
+    def __init__(self, idn: HeadIdentity, device: torch.device | str = "cpu", detail: float = 1.0):
+        """`detail` scales the map resolutions (coarse renders need coarse maps: 0.25 is plenty at 64²)."""
+        nt, np_ = (max(24, int(round(k * detail))) for k in _MAP_SIZE)
         th = torch.linspace(0, THETA_MAX, nt, dtype=torch.float32, device=device)
         ph = torch.linspace(-math.pi, math.pi, np_ + 1, dtype=torch.float32, device=device)[:-1]
         self.maps = _trace_maps(th, ph, idn, periodic=True)
-        fth = torch.linspace(*_FACE_THETA, _FACE_SIZE[0], dtype=torch.float32, device=device)
-        fph = torch.linspace(-_FACE_PHI, _FACE_PHI, _FACE_SIZE[1], dtype=torch.float32, device=device)
+        ft, fp = (max(24, int(round(k * detail))) for k in _FACE_SIZE)
+        fth = torch.linspace(*_FACE_THETA, ft, dtype=torch.float32, device=device)
+        fph = torch.linspace(-_FACE_PHI, _FACE_PHI, fp, dtype=torch.float32, device=device)
         self.face = _trace_maps(fth, fph, idn, periodic=False)
         self.nt, self.np = nt, np_
 
@@ -196,27 +198,25 @@ class RadiusMap:
         return out[0], out[1].clamp(0, 1)
 
     def theta_samples(self, spacing: float) -> Tensor:
-        """Polar angles spaced about `spacing` metres apart along the surface (averaged over azimuth), so that
-        the skin lattice is uniform where the head is long and not wasteful where it is short."""
+        """Polar angles spaced about `spacing` metres apart along the surface, so that the skin lattice is
+        uniform where the head is long and not wasteful where it is short (the nose ridge gets refilled)."""
+        from stages.synth.grids import arc_samples
+
         r = self.maps[0]
         th = torch.linspace(0, THETA_MAX, self.nt, device=r.device)
         step = THETA_MAX / (self.nt - 1)
-        dr = r[1:] - r[:-1]
-        rm = 0.5 * (r[1:] + r[:-1])
-        seg = ((rm * step) ** 2 + dr**2).sqrt()
-        seg = torch.quantile(seg, 0.9, dim=1)  # most columns (not the nose ridge) sampled finely enough
-        arc = torch.cat([seg.new_zeros(1), torch.cumsum(seg, 0)])
-        n = max(8, int(math.ceil(float(arc[-1]) / spacing)) + 1)
-        target = torch.linspace(0, float(arc[-1]), n, device=r.device)
-        i = torch.searchsorted(arc, target).clamp(1, self.nt - 1)
-        a0, a1 = arc[i - 1], arc[i]
-        return th[i - 1] + (target - a0) / (a1 - a0).clamp(min=1e-12) * step
+        seg = (((0.5 * (r[1:] + r[:-1])) * step) ** 2 + (r[1:] - r[:-1]) ** 2).sqrt()
+        return arc_samples(th, torch.quantile(seg, 0.9, dim=1), spacing)
 
-    def azimuth_count(self, spacing: float) -> int:
-        """Samples around the head so that its widest row is sampled `spacing` apart."""
+    def ring(self, lo: float, hi: float) -> Tensor:
+        """Lengths of the map's azimuth steps around the skin, the longest over polar angles lo..hi."""
         th = torch.linspace(0, THETA_MAX, self.nt, device=self.maps.device)
-        circ = 2 * math.pi * (self.maps[0] * torch.sin(th)[:, None]).amax(1)
-        return int(math.ceil(float(circ.max()) / spacing))
+        i0 = max(0, int(lo / THETA_MAX * (self.nt - 1)))
+        i1 = min(self.nt, int(math.ceil(hi / THETA_MAX * (self.nt - 1))) + 1)
+        ph = torch.linspace(-math.pi, math.pi, self.np + 1, device=th.device)[:-1]
+        tt, pp = torch.meshgrid(th[i0:i1], ph, indexing="ij")
+        p = tt.new_tensor(CENTRE) + ray_dirs(tt, pp) * self.maps[0, i0:i1, :, None]
+        return (torch.roll(p, -1, 1) - p).norm(dim=-1).amax(0)
 
     def point(self, theta: Tensor, phi: Tensor) -> Tensor:
         """Surface points (…, 3) at parameters (θ, φ)."""
@@ -239,10 +239,30 @@ def _trace_maps(th: Tensor, ph: Tensor, idn: HeadIdentity, periodic: bool) -> Te
 
 
 def _bicubic(maps: Tensor, gx: Tensor, gy: Tensor) -> Tensor:
-    """Sample (C, H, W) maps at normalised coordinates (align_corners) → (C, *gx.shape)."""
-    grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], -1).reshape(1, 1, -1, 2).to(maps.dtype)
-    out = F.grid_sample(maps[None], grid, mode="bicubic", padding_mode="border", align_corners=True)
-    return out.reshape(maps.shape[0], *gx.shape)
+    """Sample (C, H, W) maps at normalised coordinates in [-1, 1] (corners at the first/last samples) with
+    Catmull-Rom interpolation → (C, *gx.shape).
+
+    Not F.grid_sample's bicubic: its kernel (a = -0.75) does not reproduce a linear ramp, and its ripples show
+    up as wobbly normals on a smooth scalp; Catmull-Rom (a = -0.5) is exact for quadratics."""
+    C, H, W = maps.shape
+    x = ((gx.reshape(-1) + 1) * 0.5 * (W - 1)).to(maps.dtype)
+    y = ((gy.reshape(-1) + 1) * 0.5 * (H - 1)).to(maps.dtype)
+    x0, y0 = x.floor(), y.floor()
+
+    def weights(t: Tensor) -> Tensor:
+        t2, t3 = t * t, t * t * t
+        return 0.5 * torch.stack([-t3 + 2 * t2 - t, 3 * t3 - 5 * t2 + 2, -3 * t3 + 4 * t2 + t, t3 - t2], -1)
+
+    wx, wy = weights(x - x0), weights(y - y0)  # (N, 4)
+    off = torch.arange(-1, 3, device=maps.device)
+    xi = (x0.long()[:, None] + off).clamp(0, W - 1)  # (N, 4)
+    yi = (y0.long()[:, None] + off).clamp(0, H - 1)
+    flat = maps.reshape(C, H * W)
+    out = torch.zeros(C, x.shape[0], dtype=maps.dtype, device=maps.device)
+    for a in range(4):
+        row = flat[:, yi[:, a:a + 1] * W + xi]  # (C, N, 4)
+        out += wy[:, a] * (row * wx).sum(-1)
+    return out.reshape(C, *gx.shape)
 
 
 def occlusion(p: Tensor, n: Tensor, idn: HeadIdentity) -> Tensor:

@@ -80,10 +80,11 @@ def hair_mask(p: Tensor, th: Tensor, ph: Tensor, idn: HeadIdentity, rig: Rig, te
     hl = idn.hairline - idn.fringe * 0.032
     x = p[..., 0].abs()
     front = hl + rec * 0.02 * (x / 0.045).clamp(0, 1.5) ** 2
-    knots = [0.0, 40.0, 62.0, 76.0, 84.0, 91.0, 104.0, 125.0, 150.0, 180.0]
+    knots = [0.0, 40.0, 60.0, 70.0, 76.0, 86.0, 93.0, 108.0, 125.0, 150.0, 180.0]
     long_side = 1.0 if idn.hair_style in ("long", "volume") else 0.0
-    vals = [0.0, 0.0, hl - 0.012 - 0.028 * rec, ey + 0.004, ey - 0.018 + 0.01 * rec,
-            ey + 0.024 - 0.03 * long_side, ey + 0.022 - 0.03 * long_side, ey - 0.008, -0.052, -0.068]
+    burn = ey - 0.012 + 0.012 * rec  # the bottom of the sideburn
+    vals = [0.0, 0.0, hl - 0.012 - 0.028 * rec, ey + 0.012, burn, burn - 0.002, ey + 0.022 - 0.03 * long_side,
+            ey + 0.02 - 0.03 * long_side, ey - 0.008, -0.052, -0.068]
     yb = _interp(knots, vals, aphi)
     # the forehead curve (with temple recession) blends into the knots toward the sides
     t = smoothstep(25.0, 55.0, aphi)
@@ -223,18 +224,3 @@ def skin_albedo(p: Tensor, th: Tensor, ph: Tensor, n: Tensor, idn: HeadIdentity,
         cover = beard * (0.55 + 0.45 * min(1.0, idn.beard_length / 0.003))
         col = col * (1 - cover[..., None]) + bc * cover[..., None]
     return col.clamp(0, 1), beard
-
-
-def hair_shell_thickness(mask: Tensor, th: Tensor, ph: Tensor, idn: HeadIdentity, tex: Textures) -> Tensor:
-    """Metres of hair volume over the scalp: full where dense, tapering to nothing at the hairline."""
-    if idn.hair_thickness <= 0:
-        return torch.zeros_like(mask)
-    u, v = _uv(th, ph)
-    t = idn.hair_thickness * smoothstep(0.0, 0.85, mask) * (1 + 0.12 * tex.mottle(u * 0.5, v)).clamp(min=0.5)
-    if idn.hair_style == "volume":
-        t = t * (0.75 + 0.45 * torch.sin(th).clamp(min=0))
-    if idn.hair_style in ("long", "medium"):
-        # hair lies flatter on the crown and fuller at the sides
-        t = t * (0.7 + 0.45 * torch.sin(th).clamp(min=0))
-    return t
-

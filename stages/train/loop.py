@@ -129,7 +129,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
     step = 0
     state_path = out / "train_state.pt"
     if resume and state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=False)
+        state = torch.load(state_path, map_location="cpu", weights_only=False)  # RNG states must stay on CPU
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"])
