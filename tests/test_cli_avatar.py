@@ -131,3 +131,16 @@ def test_bad_inputs_exit_2(chain):
     assert r.exit_code == 2 and "sha256" in r.output
     meta = json.loads(json.dumps(load_avatar(avatar).meta))
     assert meta["format"] == "avat3r-avatar"
+
+
+def test_evaluate_scores_model_and_baselines(tmp_path, chain):
+    _, ckpt, _ = chain
+    out = tmp_path / "report"
+    r = runner.invoke(app, ["evaluate", "--checkpoint", str(ckpt), "--subjects", "1", "--out", str(out),
+                            "--no-lpips", "--device", "cpu", "--quiet"])
+    assert r.exit_code == 0, r.output
+    report = json.loads((out / "metrics.json").read_text())
+    for method in ("avat3r", "nearest view", "prior points"):
+        assert 5 < report["mean"][method]["psnr"] < 60
+        assert 0 < report["mean"][method]["ssim"] <= 1
+    assert (out / "grid.png").is_file() and "prior points" in (out / "metrics.md").read_text()
