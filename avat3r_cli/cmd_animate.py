@@ -7,21 +7,17 @@ from typing import Annotated
 
 import typer
 
-from avat3r_cli.common import DeviceOpt, QuietOpt, Reporter, SeedOpt, command, resolve_device, seed_everything
+from avat3r_cli.common import (
+    DeviceOpt,
+    QuietOpt,
+    Reporter,
+    SeedOpt,
+    command,
+    parse_background,
+    resolve_device,
+    seed_everything,
+)
 from stages.errors import BadInput
-
-
-def parse_color(text: str) -> tuple[float, float, float]:
-    names = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "grey": (0.5, 0.5, 0.5), "gray": (0.5, 0.5, 0.5)}
-    if text.lower() in names:
-        return names[text.lower()]
-    try:
-        vals = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        vals = ()
-    if len(vals) != 3 or not all(0 <= v <= 1 for v in vals):
-        raise BadInput(f"--background {text!r}: expected white, black, grey or R,G,B with values in [0, 1]")
-    return vals  # type: ignore[return-value]
 
 
 @command
@@ -55,7 +51,7 @@ def animate_cmd(
         raise BadInput("output must be an .mp4 file", out)
     if fps <= 0 or size < 16:
         raise BadInput("--fps must be positive and --size at least 16")
-    bg = parse_color(background)
+    bg = parse_background(background)
     driver = open_avatar(avatar, checkpoint, dev)
     codes = load_codes(exp, driver.expression_dim)
     cams = camera_path(camera, len(codes), driver.avatar, size)

@@ -11,24 +11,16 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from avat3r_cli.common import DeviceOpt, QuietOpt, Reporter, command, existing_file, resolve_device
+from avat3r_cli.common import (
+    DeviceOpt,
+    QuietOpt,
+    Reporter,
+    command,
+    existing_file,
+    parse_background,
+    resolve_device,
+)
 from stages.errors import BadInput
-
-NAMED_COLOURS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "grey": (0.5, 0.5, 0.5),
-                 "gray": (0.5, 0.5, 0.5)}
-
-
-def parse_background(text: str) -> tuple[float, float, float]:
-    """white, black, grey or R,G,B with values in [0, 1]."""
-    if text.strip().lower() in NAMED_COLOURS:
-        return NAMED_COLOURS[text.strip().lower()]
-    try:
-        vals = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        vals = ()
-    if len(vals) != 3 or not all(0.0 <= v <= 1.0 for v in vals):
-        raise BadInput(f"--background {text!r}: expected white, black, grey or R,G,B with values in [0, 1]")
-    return vals  # type: ignore[return-value]
 
 
 def output_names(file_paths: list[str], cameras_path: Path) -> list[str]:

@@ -120,3 +120,20 @@ def existing_file(path: Path, what: str = "file") -> Path:
 
 def eprint(*args: Any) -> None:
     print(*args, file=sys.stderr)
+
+
+NAMED_COLOURS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "grey": (0.5, 0.5, 0.5),
+                 "gray": (0.5, 0.5, 0.5)}
+
+
+def parse_background(text: str) -> tuple[float, float, float]:
+    """white, black, grey or R,G,B with values in [0, 1]."""
+    if text.strip().lower() in NAMED_COLOURS:
+        return NAMED_COLOURS[text.strip().lower()]
+    try:
+        vals = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        vals = ()
+    if len(vals) != 3 or not all(0.0 <= v <= 1.0 for v in vals):
+        raise BadInput(f"--background {text!r}: expected white, black, grey or R,G,B with values in [0, 1]")
+    return vals  # type: ignore[return-value]
