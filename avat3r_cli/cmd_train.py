@@ -29,7 +29,7 @@ def parse_overrides(items: list[str]) -> dict:
 @command
 def train_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, metrics.jsonl, val/).")],
-    data: Annotated[str, typer.Option(help="'synth' (generated on the fly) or a dataset folder.")] = "synth",
+    data: Annotated[str, typer.Option(help="'synth' (generated on the fly) or a dataset folder (SPEC §7).")] = "synth",
     preset: Annotated[str, typer.Option(help="Model size: tiny|base|paper.")] = "base",
     set_: Annotated[list[str] | None, typer.Option("--set", help="Model config override key=value.")] = None,
     steps: Annotated[int, typer.Option(help="Total optimisation steps.")] = 20000,
@@ -58,10 +58,13 @@ def train_cmd(
     from stages.train.config import TrainConfig
     from stages.train.loop import train
 
-    if data != "synth":
-        raise BadInput(f"--data {data}: only 'synth' is supported in this version (datasets on disk come next)")
+    if data != "synth" and not (Path(data) / "dataset.json").is_file():
+        raise BadInput("--data must be 'synth' or a dataset folder with a dataset.json (see `avat3r synth`)",
+                       data)
     if prior not in ("builtin", "gt"):
         raise BadInput(f"--prior {prior}: expected builtin or gt")
+    if prior == "gt" and data != "synth":
+        raise BadInput("--prior gt needs ground-truth depth, which only --data synth has")
     dev = resolve_device(device)
     rep = Reporter(quiet, dev)
     cfg = TrainConfig(out=str(out), data=data, preset=preset, model_overrides=parse_overrides(set_ or []), steps=steps,

@@ -54,3 +54,25 @@ def test_learning_rate_schedule():
     assert abs(lr_at(99, cfg) - 1e-3) < 1e-12
     assert abs(lr_at(1000, cfg) - 1e-4) < 1e-12
     assert lr_at(500, cfg) < lr_at(200, cfg)
+
+
+def test_train_from_a_dataset_on_disk(tmp_path):
+    from typer.testing import CliRunner
+
+    from avat3r_cli.app import app
+
+    runner = CliRunner()
+    ds = tmp_path / "ds"
+    r = runner.invoke(app, ["synth", "--out", str(ds), "--subjects", "3", "--timesteps", "3", "--cameras", "12",
+                            "--res", "64", "--quiet", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    run = tmp_path / "run"
+    r = runner.invoke(app, ["train", "--out", str(run), "--data", str(ds), "--preset", "tiny", "--steps", "2",
+                            "--batch-size", "1", "--log-every", "1", "--device", "cpu", "--quiet"])
+    assert r.exit_code == 0, r.output
+    logs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in logs] == [1, 2] and all(0 < x["loss"] < 10 for x in logs)
+    r = runner.invoke(app, ["train", "--out", str(tmp_path / "r2"), "--data", str(ds), "--prior", "gt"])
+    assert r.exit_code == 2 and "ground-truth depth" in r.output
+    r = runner.invoke(app, ["train", "--out", str(tmp_path / "r3"), "--data", str(tmp_path / "nowhere")])
+    assert r.exit_code == 2 and "dataset.json" in r.output

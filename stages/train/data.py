@@ -161,6 +161,90 @@ class SynthPool:
         }
 
 
+class DiskSource:
+    """A dataset on disk in SPEC section 7 layout (what `avat3r synth` writes): per subject a transforms.json
+    whose frames carry `timestep`, `camera` and `expression`, and RGBA images. Examples follow the same
+    protocol as the synthetic pool: 4 inputs from k-farthest cameras at timesteps other than the target's, 8
+    other cameras at the target timestep. Images are read lazily, one example at a time."""
+
+    def __init__(self, root: str | Path, size: int, n_inputs: int, n_supervision: int, seed: int,
+                 split: str = "train", consistent_inputs: bool = False):
+        from stages.errors import BadInput
+        from stages.io import read_json
+
+        self.root = Path(root)
+        meta = read_json(self.root / "dataset.json")
+        names = meta.get("split", {}).get(split) or meta.get("subjects", [])
+        if not names:
+            raise BadInput(f"no subjects in split '{split}'", self.root / "dataset.json")
+        self.names, self.size, self.seed = list(names), size, seed
+        self.n_inputs, self.n_supervision, self.consistent = n_inputs, n_supervision, consistent_inputs
+        self._subjects: dict[str, dict] = {}
+
+    def _subject(self, name: str) -> dict:
+        if name not in self._subjects:
+            from stages.cameras import read_transforms
+            from stages.errors import BadInput
+
+            tf = read_transforms(self.root / name / "transforms.json")
+            frames: dict[tuple[int, int], int] = {}
+            for i, f in enumerate(tf.frames):
+                if "timestep" not in f.extra or "camera" not in f.extra or "expression" not in f.extra:
+                    raise BadInput(f"frame {i} needs 'timestep', 'camera' and 'expression'", tf.root)
+                frames[(int(f.extra["timestep"]), int(f.extra["camera"]))] = i
+            timesteps = sorted({t for t, _ in frames})
+            cameras = sorted({c for _, c in frames})
+            if len(cameras) < self.n_inputs + self.n_supervision:
+                raise BadInput(f"{len(cameras)} cameras, need {self.n_inputs + self.n_supervision}", tf.root)
+            cams = Cameras.cat([tf.frames[frames[(timesteps[0], c)]].camera() for c in cameras])
+            self._subjects[name] = {"tf": tf, "frames": frames, "timesteps": timesteps, "cameras": cameras,
+                                    "cams": cams}
+        return self._subjects[name]
+
+    def _load(self, subj: dict, t: int, c: int) -> tuple[Tensor, Tensor, Tensor]:
+        from stages.errors import BadInput
+        from stages.io import read_image
+
+        i = subj["frames"][(t, c)]
+        img = torch.from_numpy(read_image(subj["tf"].image_path(i)))
+        if img.shape[-1] != 4:
+            raise BadInput("dataset images must be RGBA (alpha = mask)", subj["tf"].image_path(i))
+        img = img.permute(2, 0, 1)[None]
+        if img.shape[-1] != self.size:
+            img = torch.nn.functional.interpolate(img, size=(self.size, self.size), mode="area")
+        img = img[0].permute(1, 2, 0)
+        code = torch.tensor(subj["tf"].frames[i].extra["expression"], dtype=torch.float32)
+        return img[..., :3], img[..., 3], code
+
+    def example(self, step: int, rank: int, index: int, device: torch.device) -> dict:
+        from stages.synth.studio import farthest_views
+
+        g = torch.Generator().manual_seed(_seed(self.seed, step, rank, index))
+        subj = self._subject(self.names[int(torch.randint(0, len(self.names), (1,), generator=g))])
+        cams: Cameras = subj["cams"].resized(self.size, self.size)
+        ts = subj["timesteps"]
+        views = farthest_views(cams.forward_dirs(), self.n_inputs, g)
+        t_target = ts[int(torch.randint(0, len(ts), (1,), generator=g))]
+        others = [t for t in ts if t != t_target] or [t_target]
+        if self.consistent:
+            t_in = [t_target] * self.n_inputs
+        else:
+            perm = torch.randperm(len(others), generator=g).tolist()
+            t_in = [others[perm[i % len(others)]] for i in range(self.n_inputs)]
+        rest = [v for v in range(len(cams)) if v not in views]
+        targets = [rest[i] for i in torch.randperm(len(rest), generator=g)[: self.n_supervision].tolist()]
+        ins = [self._load(subj, t, subj["cameras"][v]) for t, v in zip(t_in, views, strict=True)]
+        tgs = [self._load(subj, t_target, subj["cameras"][v]) for v in targets]
+        return {
+            "input_rgb": torch.stack([x[0] for x in ins]).to(device),
+            "input_alpha": torch.stack([x[1] for x in ins]).to(device),
+            "input_cameras": cams[views].to(device), "input_expr": torch.stack([x[2] for x in ins]).to(device),
+            "target_rgb": torch.stack([x[0] for x in tgs]).to(device),
+            "target_alpha": torch.stack([x[1] for x in tgs]).to(device),
+            "target_cameras": cams[targets].to(device), "target_expr": tgs[0][2].to(device),
+        }
+
+
 def collate(examples: list[dict], prior: str, generator: torch.Generator | None = None) -> Batch:
     """Stack examples and attach the positional prior of each example's input views."""
     poss, confs = [], []

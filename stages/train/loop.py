@@ -24,7 +24,7 @@ from stages.model import Avat3rNet, preset
 from stages.model.checkpoint import save_checkpoint
 from stages.render import render
 from stages.train.config import TrainConfig
-from stages.train.data import Batch, SynthPool, SynthSource, collate
+from stages.train.data import Batch, DiskSource, SynthPool, SynthSource, collate
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -138,7 +138,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
     if rank == 0:
         (out / "train_config.json").write_text(cfg.to_json())
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index]) if distributed else model
-    if cfg.source == "pool":
+    if cfg.data != "synth":
+        source = DiskSource(cfg.data, model_cfg.image_size, cfg.n_inputs, cfg.n_supervision, cfg.seed,
+                            consistent_inputs=cfg.consistent_inputs)
+    elif cfg.source == "pool":
         source = SynthPool(model_cfg.image_size, cfg.n_inputs, cfg.n_supervision, cfg.seed, cfg.pool_slots,
                            cfg.pool_timesteps, cfg.pool_cameras, cfg.pool_lifetime, cfg.consistent_inputs,
                            cfg.prior, cfg.pool_configs)
