@@ -168,6 +168,7 @@ class Avat3rNet(nn.Module):
         self.apply(self._init)
         nn.init.zeros_(self.head.weight)  # start as the no-learning baseline: prior points coloured by pixels
         nn.init.zeros_(self.head.bias)
+        self.to(memory_format=torch.channels_last)  # NHWC convolutions: ~4x faster on CPU (oneDNN), good on GPU
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -196,7 +197,7 @@ class Avat3rNet(nn.Module):
         img_n, pos_n, conf_n = images * 2 - 1, pos * POS_SCALE, (conf * fg).unsqueeze(-1)
         plucker = torch.cat([torch.cross(o, d, dim=-1), d], dim=-1)
         parts = [img_n, plucker] + ([pos_n, conf_n] if cfg.use_pos_prior else [])
-        x = torch.cat(parts, dim=-1).view(B * V, H, W, -1).permute(0, 3, 1, 2)
+        x = torch.cat(parts, dim=-1).view(B * V, H, W, -1).permute(0, 3, 1, 2)  # NHWC in memory already
         dist = (pos - o).norm(dim=-1) if cfg.use_pos_prior else o.norm(dim=-1)
         footprint = dist / cameras.fx.view(B, V, 1, 1) * (cameras.width / W)
         skip = torch.cat([img_n, pos_n if cfg.use_pos_prior else torch.zeros_like(pos_n), conf_n], -1)
@@ -239,10 +240,11 @@ class Avat3rNet(nn.Module):
             tok = blk(tok, ctx)
         tok = self.norm(tok)
         g = H // cfg.patch_size
-        x = tok.view(B * V, g, g, -1).permute(0, 3, 1, 2)
+        x = tok.view(B * V, g, g, -1).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
         for stage in self.up:
             x = stage(x)
-        x = F.gelu(self.fuse(torch.cat([x, state.skip.to(x.dtype)], 1)), approximate="tanh")
+        skip = state.skip.to(x.dtype).contiguous(memory_format=torch.channels_last)
+        x = F.gelu(self.fuse(torch.cat([x, skip], 1)), approximate="tanh")
         out = self.head(x).float().permute(0, 2, 3, 1).reshape(B, V, H, W, N_OUT)
         return self._activate(out, state)
 
@@ -256,7 +258,8 @@ class Avat3rNet(nn.Module):
             means = s.rays_o + s.rays_d * depth
         colors = s.image + rgb if cfg.rgb_skip else torch.sigmoid(rgb)
         log_scales = torch.log(s.footprint.clamp(min=1e-6)).unsqueeze(-1) + sc.clamp(-4.0, 3.0) + math.log(0.8)
-        quats = F.normalize(rot + torch.tensor([1.0, 0.0, 0.0, 0.0], device=rot.device), dim=-1)
+        q = rot + torch.tensor([1.0, 0.0, 0.0, 0.0], device=rot.device)
+        quats = q * torch.rsqrt((q * q).sum(-1, keepdim=True).clamp_min(1e-12))
         return GaussianMaps(means, quats, log_scales, op[..., 0] + 1.0, colors, s.keep)
 
     def forward(self, images: Tensor, pos: Tensor, conf: Tensor, masks: Tensor, cameras: Cameras, codes: Tensor,
