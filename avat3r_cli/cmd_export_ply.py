@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from avat3r_cli.common import DeviceOpt, QuietOpt, Reporter, command, resolve_device
+from avat3r_cli.common import DeviceOpt, QuietOpt, Reporter, SeedOpt, command, resolve_device, seed_everything
 from stages.errors import BadInput
 
 FORMATS = (".ply", ".splat")
@@ -25,11 +25,13 @@ def export_ply_cmd(
     checkpoint: Annotated[Path | None, typer.Option(help="Model checkpoint (avatars only).")] = None,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
+    seed: SeedOpt = 0,
 ) -> None:
     """Write the scene's Gaussians (for avatars: at one expression) for standard 3DGS viewers."""
     from stages.gaussians import write_ply, write_splat
     from stages.scene import open_scene, scene_codes
 
+    seed_everything(seed)
     dev = resolve_device(device)
     rep = Reporter(quiet, dev)
     suffix = out.suffix.lower()

@@ -15,10 +15,12 @@ from avat3r_cli.common import (
     DeviceOpt,
     QuietOpt,
     Reporter,
+    SeedOpt,
     command,
     existing_file,
     parse_background,
     resolve_device,
+    seed_everything,
 )
 from stages.errors import BadInput
 
@@ -82,6 +84,7 @@ def render_cmd(
     checkpoint: Annotated[Path | None, typer.Option(help="Model checkpoint (avatars only).")] = None,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
+    seed: SeedOpt = 0,
 ) -> None:
     """Render a scene into every camera of a transforms file, as RGBA PNGs named after the frames."""
     import imageio.v3 as iio
@@ -92,6 +95,7 @@ def render_cmd(
     from stages.render import render
     from stages.scene import open_scene, scene_codes
 
+    seed_everything(seed)
     dev = resolve_device(device)
     rep = Reporter(quiet, dev)
     bg = parse_background(background)
