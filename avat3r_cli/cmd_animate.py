@@ -10,12 +10,10 @@ import typer
 from avat3r_cli.common import (
     DeviceOpt,
     QuietOpt,
-    Reporter,
     SeedOpt,
     command,
     parse_background,
-    resolve_device,
-    seed_everything,
+    start_run,
 )
 from stages.errors import BadInput
 
@@ -44,9 +42,7 @@ def animate_cmd(
     from stages.expressions import load_codes
     from stages.io import atomic_dir, atomic_path, to_uint8
 
-    seed_everything(seed)
-    dev = resolve_device(device)
-    rep = Reporter(quiet, dev)
+    dev, rep = start_run(device, quiet, seed)
     if out.suffix.lower() != ".mp4":
         raise BadInput("output must be an .mp4 file", out)
     if fps <= 0 or size < 16:

@@ -8,7 +8,13 @@ from typing import Annotated
 
 import typer
 
-from avat3r_cli.common import DeviceOpt, QuietOpt, Reporter, SeedOpt, command, resolve_device, seed_everything
+from avat3r_cli.common import (
+    DeviceOpt,
+    QuietOpt,
+    SeedOpt,
+    command,
+    start_run,
+)
 from stages.errors import BadInput
 
 
@@ -33,9 +39,7 @@ def evaluate_cmd(
         raise BadInput(f"--data {data}: only 'synth' is supported in this version")
     if subjects < 1:
         raise BadInput("--subjects must be at least 1")
-    seed_everything(seed)
-    dev = resolve_device(device)
-    rep = Reporter(quiet, dev)
+    dev, rep = start_run(device, quiet, seed)
     report = evaluate_synthetic(checkpoint, list(range(first_seed, first_seed + subjects)), dev, lpips,
                                 track=rep.track)
     images = report.pop("_images")

@@ -8,7 +8,13 @@ from typing import Annotated
 
 import typer
 
-from avat3r_cli.common import DeviceOpt, QuietOpt, Reporter, SeedOpt, command, resolve_device, seed_everything
+from avat3r_cli.common import (
+    DeviceOpt,
+    QuietOpt,
+    SeedOpt,
+    command,
+    start_run,
+)
 from stages.errors import BadInput
 
 FORMATS = (".ply", ".splat")
@@ -31,9 +37,7 @@ def export_ply_cmd(
     from stages.gaussians import write_ply, write_splat
     from stages.scene import open_scene, scene_codes
 
-    seed_everything(seed)
-    dev = resolve_device(device)
-    rep = Reporter(quiet, dev)
+    dev, rep = start_run(device, quiet, seed)
     suffix = out.suffix.lower()
     if suffix not in FORMATS:
         raise BadInput(f"unknown output type '{out.suffix}' (expected .ply or .splat)", out)

@@ -7,7 +7,13 @@ from typing import Annotated
 
 import typer
 
-from avat3r_cli.common import DeviceOpt, QuietOpt, Reporter, SeedOpt, command, resolve_device, seed_everything
+from avat3r_cli.common import (
+    DeviceOpt,
+    QuietOpt,
+    SeedOpt,
+    command,
+    start_run,
+)
 
 
 @command
@@ -27,9 +33,7 @@ def reconstruct_cmd(
     from stages.avatar import save_avatar
     from stages.reconstruct import reconstruct
 
-    seed_everything(seed)
-    dev = resolve_device(device)
-    rep = Reporter(quiet, dev)
+    dev, rep = start_run(device, quiet, seed)
     avatar = reconstruct(capture, checkpoint, dev, backend, prior_checkpoint, features, sapiens, log=rep.log)
     save_avatar(out, avatar)
     n = int(avatar.masks.gt(0.5).logical_and(avatar.conf.ge(0.5)).sum())

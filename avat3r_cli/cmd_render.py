@@ -14,13 +14,11 @@ import typer
 from avat3r_cli.common import (
     DeviceOpt,
     QuietOpt,
-    Reporter,
     SeedOpt,
     command,
     existing_file,
     parse_background,
-    resolve_device,
-    seed_everything,
+    start_run,
 )
 from stages.errors import BadInput
 
@@ -95,9 +93,7 @@ def render_cmd(
     from stages.render import render
     from stages.scene import open_scene, scene_codes
 
-    seed_everything(seed)
-    dev = resolve_device(device)
-    rep = Reporter(quiet, dev)
+    dev, rep = start_run(device, quiet, seed)
     bg = parse_background(background)
     transforms = read_transforms(existing_file(cameras, "cameras file"))
     names = output_names([f.file_path for f in transforms.frames], cameras)

@@ -76,10 +76,8 @@ def train_cmd(
     if ship is not None:
         import torch
 
-        model, _ = load_model(run / "model.safetensors")
-        save_checkpoint(ship, model, {"trained_steps": (run / "train_state.pt").is_file() and str(
-                            torch.load(run / "train_state.pt", weights_only=False)["step"]) or "0",
-                            "train_config": cfg.to_json()},
+        model, meta = load_model(run / "model.safetensors")
+        save_checkpoint(ship, model, {"trained_steps": meta.get("step", "0"), "train_config": cfg.to_json()},
                         dtype=torch.float16, shard=True)
     rep.summary(f"trained {run}" + (f", shipped to {ship}" if ship else ""))
 

@@ -111,6 +111,13 @@ class Reporter:
         out_console.print(f"{message} in {secs:.1f} s on {self.device}", soft_wrap=True)
 
 
+def start_run(device: str, quiet: bool, seed: int) -> tuple[torch.device, Reporter]:
+    """The opening every command shares: seed everything, resolve --device, start the reporter (and its clock)."""
+    seed_everything(seed)
+    dev = resolve_device(device)
+    return dev, Reporter(quiet, dev)
+
+
 def existing_file(path: Path, what: str = "file") -> Path:
     """Check a user-supplied input path up front, for a clear message."""
     if not path.exists():
