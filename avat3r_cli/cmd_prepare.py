@@ -43,6 +43,12 @@ _PARAGRAPHS = [
     "Each photo is cut to the square around the projected head sphere of --head-radius, centred on the head "
     "(padded transparent where it leaves the photo), resized to --res x --res, and its intrinsics rewritten. "
     f"At most {MAX_VIEWS} views.",
+    "SRC may also be a dataset: ava256:PATH, nersemble:PATH or synth:PATH (a SPEC section 7 dataset), with "
+    "loader options after '?' (docs/datasets.md). --subject picks the subject (default: the only one), --frame "
+    "the frame number (Ava256: a frame_list.csv frame id; NeRSemble: a frame of --sequence; synth: a timestep; "
+    "default: the first with an expression code), --cameras the camera ids (comma-separated; default: --views "
+    "of them, 4 unless given, by farthest-viewpoint sampling). The dataset's own crops, masks, normalised "
+    "cameras (metres unless --scale says otherwise) and expression code are written.",
     "--synthetic writes a synthetic capture instead (4 inputs at different expressions and views) plus a "
     "targets/ folder (other views and expressions, with images and codes) for checking; SRC is then not "
     "given.",
@@ -55,8 +61,9 @@ def register(app: typer.Typer) -> None:
     @command
     def prepare(
         out: Annotated[Path, typer.Option("--out", "-o", help="Capture folder to write (replaced).")],
-        src: Annotated[Path | None, typer.Argument(
-            help="Folder with transforms.json or a COLMAP text model (leave out with --synthetic).")] = None,
+        src: Annotated[str | None, typer.Argument(
+            help="Folder with transforms.json or a COLMAP text model, or a dataset ava256:PATH, nersemble:PATH, "
+            "synth:PATH (leave out with --synthetic).")] = None,
         res: Annotated[int | None, typer.Option(
             "--res", help=f"Output image size in pixels (default {DEFAULT_RES}; {DEFAULT_SYNTHETIC_RES} with "
             "--synthetic).")] = None,
@@ -67,17 +74,26 @@ def register(app: typer.Typer) -> None:
             "--mask", help="Foreground mask: auto (alpha channel, else masks/<stem>.png or mask_path, else "
             "none with a warning), alpha, folder, grabcut (OpenCV GrabCut seeded by the projected head "
             "sphere; no weights needed; best on plain backgrounds) or none (keep the background).")] = "auto",
-        scale: Annotated[str, typer.Option(
+        scale: Annotated[str | None, typer.Option(
             "--scale", help="World scale: auto (mean camera distance becomes 1.0, the training studio's), "
-            "metric (keep the source units, taken as metres) or a number multiplying the source units.")]
-        = "auto",
+            "metric (keep the source units, taken as metres) or a number multiplying the source units. "
+            "Default: auto for photos, metric for datasets.")] = None,
         head_radius: Annotated[float, typer.Option(
             "--head-radius", help="Radius of the head sphere the crop encloses, in capture units (after "
             "--scale; with --scale auto, 1 is the mean camera distance). The default frames heads like the "
             "training studio.")] = DEFAULT_HEAD_RADIUS,
         frame: Annotated[str, typer.Option(
             "--frame", help="lookat: centre and orient the world from the cameras (above); keep: the source "
-            "is already head-centred with +y up and the face along +z, only --scale applies.")] = "lookat",
+            "is already head-centred with +y up and the face along +z, only --scale applies. For a dataset "
+            "SRC: the frame number to take (see above).")] = "lookat",
+        subject: Annotated[str | None, typer.Option(
+            "--subject", help="Dataset SRC: the subject (Ava256 capture folder name, NeRSemble participant).")]
+        = None,
+        sequence: Annotated[str | None, typer.Option(
+            "--sequence", help="NeRSemble SRC: the sequence (e.g. EXP-1-head).")] = None,
+        cameras: Annotated[str | None, typer.Option(
+            "--cameras", help="Dataset SRC: comma-separated camera ids (default: --views farthest views).")]
+        = None,
         synthetic: Annotated[bool, typer.Option(
             "--synthetic", help="Write a synthetic capture (+ targets/) from --seed instead of reading SRC.")]
         = False,
@@ -96,13 +112,56 @@ def register(app: typer.Typer) -> None:
             return
         if src is None:
             raise BadInput("give a SRC folder of photos + cameras, or --synthetic")
+        if _is_dataset(src):
+            _prepare_dataset(src, out, res or DEFAULT_RES, views, scale, head_radius, frame, subject, sequence,
+                             cameras, rep)
+            return
+        if subject is not None or sequence is not None or cameras is not None:
+            raise BadInput("--subject, --sequence and --cameras are for dataset sources (ava256:PATH, "
+                           "nersemble:PATH, synth:PATH)")
+        scale = scale or "auto"
         scale_value: str | float = scale if scale in ("auto", "metric") else _number(scale)
         opts = PrepareOptions(res=res or DEFAULT_RES, views=views, mask=mask.lower(), scale=scale_value,
                               head_radius=head_radius, frame=frame.lower(), seed=seed)
-        result = prepare_capture(src, out, opts, track=rep.track, warn=_warn)
+        result = prepare_capture(Path(src), out, opts, track=rep.track, warn=_warn)
         n = result.normalisation
         rep.summary(f"wrote {result.out} ({result.n_views} views at {opts.res}x{opts.res}, mask: "
                     f"{result.mask_kind}, scale {n.scale:.4g})")
+
+
+def _is_dataset(src: str) -> bool:
+    from stages.datasets import KINDS
+
+    head, sep, _ = src.partition(":")
+    return bool(sep) and head in KINDS
+
+
+def _prepare_dataset(src: str, out: Path, res: int, views: int | None, scale: str | None, head_radius: float,
+                     frame: str, subject: str | None, sequence: str | None, cameras: str | None,
+                     rep: Reporter) -> None:
+    """`prepare` from a dataset: the CLI options become loader options and a DatasetPick."""
+    from stages.datasets.prepare import DatasetPick, prepare_from_dataset
+
+    number = None
+    if frame.lower() != "lookat":
+        try:
+            number = int(frame)
+        except ValueError:
+            raise BadInput(f"--frame must be a frame number for a dataset source, got {frame!r}") from None
+    extra = {}
+    if scale is not None:
+        extra["scale"] = scale if scale in ("auto", "metric") else str(_number(scale))
+    if head_radius != DEFAULT_HEAD_RADIUS:
+        extra["head_radius"] = str(head_radius)
+    spec = src
+    if extra:
+        spec += ("&" if "?" in src else "?") + "&".join(f"{k}={v}" for k, v in extra.items())
+    pick = DatasetPick(subject=subject, frame=number, sequence=sequence,
+                       cameras=[c.strip() for c in cameras.split(",") if c.strip()] if cameras else None,
+                       views=views or 4)
+    done = prepare_from_dataset(spec, out, res, pick, track=rep.track)
+    rep.summary(f"wrote {done.out} ({len(done.camera_names)} views of {done.description} at {res}x{res}, cameras "
+                f"{','.join(done.camera_names)}, expression space: {done.expression_space or 'none'})")
 
 
 def _warn(message: str) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from stages.errors import BadInput
@@ -55,7 +56,7 @@ def seed_everything(seed: int) -> None:
 
 def fail(message: str) -> None:
     """Print one sentence to stderr and exit with status 2 (bad input)."""
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)  # paths may hold [brackets]
     raise typer.Exit(code=2)
 
 

@@ -1,6 +1,7 @@
-"""CPU timings of the torch rasteriser: forward (no grad), forward with grad, and backward, per scene,
-Gaussian count and resolution. Prints a markdown table; the best of --repeats runs is reported, since the
-machine may be shared.
+"""CPU timings of the torch rasteriser: forward without gradients (the inference path,
+`stages.render.fastpath`, and for comparison the autograd path run under no_grad), forward with grad, and
+backward, per scene, Gaussian count and resolution. Prints a markdown table; the best of --repeats runs is
+reported, since the machine may be shared.
 
 Scenes: `head`, a head-sized ellipsoidal shell of flattened, mostly opaque Gaussians about one pixel apart at
 256² (the kind of surface a reconstructed avatar is); `cloud`, a volumetric blob of larger, half-transparent
@@ -12,6 +13,7 @@ Gaussians with high depth complexity (a harder case for early termination).
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
@@ -77,6 +79,14 @@ def measure(scene: str, n: int, size: int, repeats: int) -> dict[str, float]:
             render(g, cams, backend="torch")
 
     fwd = best_of(forward_nograd, repeats)
+    import stages.render as sr
+
+    fast_rasterize = sr.rasterize
+    sr.rasterize = functools.partial(fast_rasterize, fast=False)  # the autograd path, for comparison
+    try:
+        fwd_slow = best_of(forward_nograd, repeats)
+    finally:
+        sr.rasterize = fast_rasterize
     for p in params:
         p.requires_grad_(True)
     fwd_grad, bwd = [], []
@@ -92,7 +102,8 @@ def measure(scene: str, n: int, size: int, repeats: int) -> dict[str, float]:
         for p in params:
             p.grad = None
     coverage = float(out.alpha.detach().mean())
-    return {"fwd": fwd, "fwd_grad": min(fwd_grad[1:]), "bwd": min(bwd[1:]), "coverage": coverage}
+    return {"fwd": fwd, "fwd_slow": fwd_slow, "fwd_grad": min(fwd_grad[1:]), "bwd": min(bwd[1:]),
+            "coverage": coverage}
 
 
 def main() -> None:
@@ -108,13 +119,15 @@ def main() -> None:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} CPUs, best of "
           f"{args.repeats}; load average at start {load} (timings are inflated when other work runs)\n")
-    print("| scene | N | resolution | forward ms (no grad) | forward ms (grad) | backward ms | coverage |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| scene | N | resolution | forward ms (no grad) | same, autograd path | forward ms (grad) | backward ms "
+          "| coverage |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for scene in args.scenes:
         for n in args.counts:
             for size in args.sizes:
                 r = measure(scene, n, size, args.repeats)
-                print(f"| {scene} | {n} | {size}² | {r['fwd'] * 1e3:.0f} | {r['fwd_grad'] * 1e3:.0f} | "
+                print(f"| {scene} | {n} | {size}² | {r['fwd'] * 1e3:.0f} | {r['fwd_slow'] * 1e3:.0f} | "
+                      f"{r['fwd_grad'] * 1e3:.0f} | "
                       f"{r['bwd'] * 1e3:.0f} | {r['coverage']:.2f} |", flush=True)
 
 

@@ -30,6 +30,21 @@ def test_loss_goes_down_on_a_fixed_subject(tmp_path):
     assert last < 0.85 * first, (first, last)
     assert (tmp_path / "run" / "model.safetensors").is_file()
     assert any((tmp_path / "run" / "val").glob("*.png"))
+    assert all("psnr_expr" in r for r in logs)  # the synthetic pool scores the expression region on its own
+
+
+def test_expression_region_marks_only_pixels_that_change():
+    from stages.train.data import expression_region
+
+    rgb = torch.full((3, 2, 8, 8, 3), 0.5)
+    alpha = torch.ones(3, 2, 8, 8)
+    rgb[1, 0, 2:4, 2:4] = 0.9  # timestep 1 differs in view 0 only
+    alpha[2, 1, 5, 5] = 0.0  # timestep 2 loses a pixel in view 1
+    mask = expression_region(rgb, alpha, t_target=0)
+    assert mask.shape == (2, 8, 8)
+    assert mask[0, 2:4, 2:4].eq(1).all() and mask[0].sum() == 4
+    assert mask[1, 5, 5] == 1 and mask[1].sum() == 1
+    assert torch.equal(expression_region(rgb, alpha, t_target=1)[0], mask[0])
 
 
 def test_resume_is_bit_identical(tmp_path):
@@ -72,6 +87,13 @@ def test_train_from_a_dataset_on_disk(tmp_path):
     assert r.exit_code == 0, r.output
     logs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in logs] == [1, 2] and all(0 < x["loss"] < 10 for x in logs)
+    # frames decoded ahead in DataLoader workers (the default) give exactly the in-process run
+    r = runner.invoke(app, ["train", "--out", str(tmp_path / "run0"), "--data", str(ds), "--preset", "tiny",
+                            "--steps", "2", "--batch-size", "1", "--log-every", "1", "--device", "cpu", "--quiet",
+                            "--workers", "0"])
+    assert r.exit_code == 0, r.output
+    logs0 = [json.loads(x) for x in (tmp_path / "run0" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["loss"] for x in logs0] == [x["loss"] for x in logs]
     r = runner.invoke(app, ["train", "--out", str(tmp_path / "r2"), "--data", str(ds), "--prior", "gt"])
     assert r.exit_code == 2 and "ground-truth depth" in r.output
     r = runner.invoke(app, ["train", "--out", str(tmp_path / "r3"), "--data", str(tmp_path / "nowhere")])

@@ -4,8 +4,8 @@ gsplat composites, per pixel and front to back, alpha = min(0.999, opacity * exp
 at +0.5, skips alphas below 1/255, and stops before the Gaussian that would bring the transmittance to 1e-4 or
 below. Here the same sums are vectorised with ordinary tensor operations:
 
-1. Binning: each Gaussian is listed in the small square tiles (4-16 px) that its opacity-aware 3-sigma box
-   touches; the lists are sorted by (image, tile, depth).
+1. Binning: each Gaussian is listed in the small square tiles (4-16 px) of its opacity-aware 3-sigma box
+   that the ellipse where its alpha reaches 1/255 touches; the lists are sorted by (image, tile, depth).
 2. Rounds: every active tile takes its next B Gaussians at once. sigma - log(opacity) is a quadratic
    polynomial in the pixel offset, so a (tiles*B, 6) x (6, pixels) matrix product gives it for every
    (Gaussian, pixel) pair; alpha, a cumulative product of (1 - alpha) along B and the carried transmittance
@@ -15,15 +15,18 @@ below. Here the same sums are vectorised with ordinary tensor operations:
 
 Everything differentiable is ordinary torch, so autograd gives gradients for means, conics, opacities,
 colours and depths; the discrete choices (culling, ordering, termination) are constants, as in gsplat.
+When nothing needs a gradient, step 2-3 run in `fastpath` instead: the same sums, several times faster.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from stages.render import fastpath
 from stages.render.projection import ALPHA_THRESHOLD, Projected
 
 T_STOP = 1e-4  # gsplat stops at transmittance <= 1e-4 (that Gaussian is not composited)
@@ -33,11 +36,18 @@ PAD_ENERGY = 1e4  # sigma - log(opacity) of padding slots: alpha = exp(-1e4) = 0
 
 @dataclass
 class Bins:
-    """Tile lists: `gid[offset[t] : offset[t] + count[t]]` are tile t's Gaussians, front to back."""
+    """Tile lists: `gid[offset[t] : offset[t] + count[t]]` are tile t's Gaussians, front to back. They are
+    kept as depth ranks (`gid = order[rank]`): tables laid out in depth order are read nearly in sequence."""
 
-    gid: Tensor  # (n_isect,) index into the concatenated projected Gaussians
+    order: Tensor  # (m,) the listed Gaussians (index into the concatenated projected ones), front to back
+    rank: Tensor  # (n_isect,) index into `order`
     count: Tensor  # (n_tiles,)
     offset: Tensor  # (n_tiles,)
+
+    @functools.cached_property
+    def gid(self) -> Tensor:
+        """(n_isect,) index into the concatenated projected Gaussians."""
+        return self.order.index_select(0, self.rank)
 
 
 def pixel_boxes(means2d: Tensor, radii: Tensor, width: int, height: int) -> tuple[Tensor, ...]:
@@ -52,29 +62,91 @@ def pixel_boxes(means2d: Tensor, radii: Tensor, width: int, height: int) -> tupl
     return x0, x1, y0, y1
 
 
+def depth_order(depths: Tensor) -> Tensor:
+    """Indices that sort `depths` ascending, ties in index order. Positive floats order like their bit
+    patterns read as integers, and integer sorts are several times faster than float sorts on the CPU."""
+    d = depths.detach()
+    if d.numel() and d.dtype in (torch.float32, torch.float64) and bool((d > 0).all()):
+        return torch.sort(d.view(torch.int32 if d.dtype == torch.float32 else torch.int64), stable=True).indices
+    return torch.argsort(d, stable=True)
+
+
+def ellipse_rows(means2d: Tensor, conics: Tensor, opacities: Tensor, margin: float = 0.01) -> Tensor:
+    """Per Gaussian, what `ellipse_row_span` needs: (M, 7) mean x, mean y, the height of the rightmost point
+    of the alpha >= 1/255 ellipse (relative to the mean), 2 a L, det, 1 / a, b / a.
+
+    The ellipse is sigma <= L = log(255 opacity) (+ `margin`, so that rounding in the compositor never
+    needs an entry that was dropped); sigma = a dx² / 2 + b dx dy + c dy² / 2 from the conic (a, b, c)."""
+    a, b, c = conics.detach().unbind(-1)
+    big_l = torch.log(opacities.detach() / ALPHA_THRESHOLD).clamp_min(0.0) + margin
+    det = a * c - b * b
+    dy_right = -b / c * torch.sqrt(2.0 * big_l * c / det)
+    mx, my = means2d.detach().unbind(-1)
+    return torch.stack([mx, my, dy_right, 2.0 * a * big_l, det, 1.0 / a, b / a], -1)
+
+
+def ellipse_row_span(rows: Tensor, y_lo: Tensor, y_hi: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The continuous x range that pixel centres of the rows y_lo..y_hi need, for Gaussians given by
+    `ellipse_rows` values (one row each), and whether those rows meet the ellipse at all.
+
+    For a given height the ellipse spans x = mx + (-b dy ± sqrt(2 a L - det dy²)) / a. The right end is
+    concave in dy, so over the band it is largest at the height of the ellipse's rightmost point or at the
+    band's edge nearest to it; the left end likewise (its extreme height is the negated one)."""
+    mx, my, dy_right, two_a_l, det, inv_a, b_over_a = rows.unbind(-1)
+    d0, d1 = y_lo.to(rows.dtype) + (0.5 - my), y_hi.to(rows.dtype) + (0.5 - my)
+    dr = torch.clamp(dy_right, d0, d1)
+    dl = torch.clamp(-dy_right, d0, d1)
+    arg_r = two_a_l - det * dr * dr
+    arg_l = two_a_l - det * dl * dl
+    right = mx + arg_r.clamp_min(0.0).sqrt_().mul_(inv_a) - b_over_a * dr
+    left = mx - arg_l.clamp_min(0.0).sqrt_().mul_(inv_a) - b_over_a * dl
+    return left, right, arg_r >= 0
+
+
 def bin_tiles(means2d: Tensor, radii: Tensor, depths: Tensor, image_ids: Tensor, n_images: int, width: int,
-              height: int, tile: int) -> Bins:
+              height: int, tile: int, conics: Tensor | None = None, opacities: Tensor | None = None) -> Bins:
     """Sort (Gaussian, tile) intersections by (image, tile, depth); ties in depth keep index order, like
-    gsplat's stable radix sort."""
+    gsplat's stable radix sort.
+
+    The intersections are listed Gaussian by Gaussian in depth order, each Gaussian's tile rows first and
+    then each row's tiles (no integer division over the long list), and one sort of the unique key
+    tile * M + depth rank gives the lists. With `conics` and `opacities`, each tile row only lists the tiles
+    that the alpha >= 1/255 ellipse reaches (not all of the bounding box's), which drops only entries that
+    would composite nothing."""
     dev = means2d.device
     tw, th = -(-width // tile), -(-height // tile)
     x0, x1, y0, y1 = pixel_boxes(means2d, radii, width, height)
-    order = torch.argsort(depths.detach(), stable=True)
+    order = depth_order(depths)
     order = order[((x1 >= x0) & (y1 >= y0))[order]]
-    tx0, ty0 = x0[order] // tile, y0[order] // tile
-    ncols = x1[order] // tile - tx0 + 1
-    cnt = ncols * (y1[order] // tile - ty0 + 1)
-    n_isect = int(cnt.sum())
-    gi = torch.repeat_interleave(torch.arange(len(cnt), device=dev), cnt, output_size=n_isect)
-    local = torch.arange(n_isect, device=dev) - (torch.cumsum(cnt, 0) - cnt).index_select(0, gi)
-    nc = ncols.index_select(0, gi)
-    row = torch.div(local, nc, rounding_mode="floor")
-    tile_id = ((image_ids[order].index_select(0, gi) * th + ty0.index_select(0, gi) + row) * tw
-               + tx0.index_select(0, gi) + (local - row * nc))
-    tile_id, perm = torch.sort(tile_id.int(), stable=True)
-    gid = order.index_select(0, gi.index_select(0, perm))
+    m = len(order)
+    x0, x1, y0, y1 = (t.index_select(0, order) for t in (x0, x1, y0, y1))
+    ty0 = y0 // tile
+    nrows = y1 // tile - ty0 + 1
+    # one entry per (Gaussian, tile row): its first tile and its number of tiles
+    gr = torch.repeat_interleave(torch.arange(m, device=dev, dtype=torch.int32), nrows)
+    tile_row = (ty0 - torch.cumsum(nrows, 0) + nrows).index_select(0, gr) + torch.arange(len(gr), device=dev)
+    row_x0, row_x1 = x0.index_select(0, gr), x1.index_select(0, gr)
+    if conics is not None and opacities is not None:
+        band = tile_row * tile
+        left, right, meets = ellipse_row_span(
+            ellipse_rows(means2d, conics, opacities).index_select(0, order).index_select(0, gr),
+            torch.maximum(band, y0.index_select(0, gr)), torch.minimum(band + tile - 1, y1.index_select(0, gr)))
+        row_x0 = torch.maximum(row_x0, torch.ceil(left - 0.5).long())
+        row_x1 = torch.where(meets, torch.minimum(row_x1, torch.floor(right - 0.5).long()), -1)
+    first_col = row_x0 // tile
+    ncols_r = ((row_x1 // tile - first_col + 1) * (row_x1 >= row_x0)).int()
+    first = (image_ids.index_select(0, order).index_select(0, gr) * th + tile_row) * tw + first_col
+    n_isect = int(ncols_r.sum())
+    # one entry per (Gaussian, tile): tile = first + (i - start of its row's run)
+    ri = torch.repeat_interleave(torch.arange(len(gr), device=dev, dtype=torch.int32), ncols_r,
+                                 output_size=n_isect)
+    idx_dtype = torch.int32 if n_images * tw * th * max(m, 1) < 2**31 else torch.int64
+    run_start = (first - torch.cumsum(ncols_r, 0) + ncols_r).to(idx_dtype)
+    tile_id = torch.arange(n_isect, device=dev, dtype=idx_dtype).add_(run_start.index_select(0, ri))
     count = torch.bincount(tile_id, minlength=n_images * tw * th)
-    return Bins(gid, count, torch.cumsum(count, 0) - count)
+    key = tile_id.mul_(m).add_(gr.index_select(0, ri))  # unique: tile, then depth rank
+    rank = torch.sort(key).values.remainder_(max(m, 1))
+    return Bins(order, rank, count, torch.cumsum(count, 0) - count)
 
 
 def choose_tile(radii: Tensor) -> int:
@@ -179,15 +251,47 @@ class Compositor:
         return tiles[more]
 
 
+def composite_autograd(comp: Compositor, active: Tensor, batch: int, min_slots: int, max_batch: int,
+                       max_elements: int) -> tuple[Tensor, Tensor]:
+    """Run `comp` over the `active` tiles' lists; returns the final transmittance and accumulated features."""
+    bins, n_pix = comp.bins, comp.grid.n_pix
+    pos = 0
+    while len(active):
+        # fewer active tiles -> longer batches, so late rounds over a few deep tiles stay cheap
+        B = batch
+        if len(active) * batch < min_slots:  # largest power of two with len(active) * B <= min_slots
+            B = min(max_batch, max(batch, 1 << ((min_slots // len(active)).bit_length() - 1)))
+        longest = int(bins.count.index_select(0, active).max()) - pos
+        B = min(B, 1 << (longest - 1).bit_length())  # no longer than the longest remaining list needs
+        for part in active.split(max(1, max_elements // (B * n_pix))):
+            comp.step(part, pos, B)
+        pos += B
+        active = comp.open_tiles(active, pos)
+    return comp.trans + comp.trans_done, comp.acc
+
+
+def needs_grad(projs: list[Projected], colors: list[Tensor]) -> bool:
+    """Whether autograd would record the compositing (grad mode on and some input requires a gradient)."""
+    if not torch.is_grad_enabled():
+        return False
+    return any(t.requires_grad for p in projs for t in (p.means2d, p.conics, p.depths, p.opacities)) or \
+        any(c.requires_grad for c in colors)
+
+
 def rasterize(projs: list[Projected], colors: list[Tensor], width: int, height: int, backgrounds: Tensor,
               tile: int | None = None, batch: int = 16, min_slots: int = 4096, max_batch: int = 256,
-              max_elements: int = 1 << 22) -> tuple[Tensor, Tensor, Tensor]:
+              max_elements: int = 1 << 22, fast: bool | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Composite the projected Gaussians of several images (one `Projected` + (M_i, 3) colours each).
 
     `backgrounds` is (I, 3). Returns rgb (I, H, W, 3), alpha (I, H, W, 1) and expected depth (I, H, W, 1):
     accumulated weighted z over alpha (0 where nothing was drawn). Each round takes `batch` list entries
     per active tile, more (up to `max_batch`) once few tiles remain, and is split so that no intermediate
-    holds more than `max_elements` (Gaussian, pixel) values."""
+    holds more than `max_elements` (Gaussian, pixel) values.
+
+    `fast` picks the inference path (`fastpath`, no gradients, same sums); None uses it whenever autograd
+    would record nothing."""
+    if fast is None:
+        fast = not needs_grad(projs, colors)
     dev = backgrounds.device
     dt = projs[0].means2d.dtype
     n_img = len(projs)
@@ -200,27 +304,23 @@ def rasterize(projs: list[Projected], colors: list[Tensor], width: int, height: 
     feats = torch.cat([torch.cat(colors), depths[:, None], torch.ones_like(depths[:, None])], 1)
 
     grid = TileGrid.build(tile or choose_tile(radii), width, height, n_img, dt, dev)
-    bins = bin_tiles(means2d, radii, depths, image_ids, n_img, width, height, grid.size)
-    comp = Compositor(grid, bins, means2d, torch.cat([p.conics for p in projs]),
-                      torch.log(torch.cat([p.opacities for p in projs])), feats)
+    conics = torch.cat([p.conics for p in projs])
+    opacities = torch.cat([p.opacities for p in projs])
+    bins = bin_tiles(means2d, radii, depths, image_ids, n_img, width, height, grid.size, conics, opacities)
+    log_op = torch.log(opacities)
     active = (bins.count > 0).nonzero()[:, 0]
-    pos = 0
-    while len(active):
-        # fewer active tiles -> longer batches, so late rounds over a few deep tiles stay cheap
-        B = batch
-        if len(active) * batch < min_slots:  # largest power of two with len(active) * B <= min_slots
-            B = min(max_batch, max(batch, 1 << ((min_slots // len(active)).bit_length() - 1)))
-        longest = int(bins.count.index_select(0, active).max()) - pos
-        B = min(B, 1 << (longest - 1).bit_length())  # no longer than the longest remaining list needs
-        for part in active.split(max(1, max_elements // (B * grid.n_pix))):
-            comp.step(part, pos, B)
-        pos += B
-        active = comp.open_tiles(active, pos)
-
-    t_final = comp.trans + comp.trans_done
+    if fast:
+        with torch.no_grad():
+            params = torch.cat([means2d, conics, log_op[:, None], feats[:, :4]], 1).index_select(0, bins.order)
+            t_final, acc = fastpath.composite(active, grid.inside, bins.offset, bins.count, bins.rank,
+                                              grid.centre_x, grid.centre_y, grid.basis, params, batch,
+                                              min_slots, max_batch)
+    else:
+        t_final, acc = composite_autograd(Compositor(grid, bins, means2d, conics, log_op, feats), active,
+                                          batch, min_slots, max_batch, max_elements)
     alpha = 1.0 - t_final
     bg = backgrounds.to(dt).repeat_interleave(grid.cols * grid.rows, 0)  # per tile
-    rgb = comp.acc[..., :3] + t_final[..., None] * bg[:, None, :]
-    depth = comp.acc[..., 3] / alpha.clamp_min(1e-10)
+    rgb = acc[..., :3] + t_final[..., None] * bg[:, None, :]
+    depth = acc[..., 3] / alpha.clamp_min(1e-10)
     return (grid.to_images(rgb, width, height), grid.to_images(alpha[..., None], width, height),
             grid.to_images(depth[..., None], width, height))

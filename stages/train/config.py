@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 @dataclass
 class TrainConfig:
     out: str = "runs/avat3r"  # run folder: checkpoints, metrics.jsonl, validation grids
-    data: str = "synth"  # "synth" (generated on the fly) or a dataset folder (SPEC section 7)
+    data: str = "synth"  # "synth" (on the fly), a SPEC section 7 folder, or ava256:PATH / nersemble:PATH / synth:PATH
     preset: str = "base"  # model preset (stages.model.config.PRESETS)
     model_overrides: dict = field(default_factory=dict)
     steps: int = 20000
@@ -24,6 +24,7 @@ class TrainConfig:
     l1_weight: float = 0.8
     ssim_weight: float = 0.2
     alpha_weight: float = 0.2  # rendered alpha vs the target mask (keeps the silhouette tight)
+    expr_weight: float = 0.5  # L1 on the pixels that change with the expression (synthetic pool)
     lpips_weight: float = 0.01
     lpips_after: int = -1  # step from which LPIPS joins the loss; -1 = never
     prior: str = "builtin"  # "builtin" (the same prior as at test time) or "gt" (ground-truth depth + noise)
@@ -35,6 +36,7 @@ class TrainConfig:
     pool_cameras: int = 16  # studio views rendered per subject and expression
     pool_lifetime: int = 400  # steps a subject stays in the pool
     pool_configs: int = 6  # input configurations (views + timesteps, with their prior) per subject
+    workers: int = 2  # DataLoader processes that decode dataset frames ahead of the GPU (0: in the main process)
     time_limit: float = 0.0  # seconds of wall time after which to save and stop (0: none); resume continues
     init: str = ""  # start from these weights (a checkpoint file or folder) instead of random ones
     log_every: int = 50

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from stages.cameras import Cameras
 from stages.capture import Capture
+from stages.datasets.base import HeadDataset
 
 
 @dataclass
@@ -24,6 +25,17 @@ class Batch:
     target_rgb: Tensor  # (B, T, H, W, 3), straight (not premultiplied) colour
     target_alpha: Tensor  # (B, T, H, W)
     target_cameras: Cameras  # B*T
+    # (B, T, H, W) 1 where the target view changes with the expression (synthetic pool only): the region a
+    # model that ignores the code gets wrong, weighted up in the loss and scored on its own.
+    target_expr_mask: Tensor | None = None
+
+
+def expression_region(rgb: Tensor, alpha: Tensor, t_target: int, threshold: float = 0.06) -> Tensor:
+    """rgb (T, V, H, W, 3), alpha (T, V, H, W) of V views at every timestep → (V, H, W) mask of the pixels
+    whose premultiplied colour at `t_target` differs from some other timestep by more than `threshold`."""
+    pre = rgb.float() * alpha.float()[..., None]
+    diff = (pre - pre[t_target : t_target + 1]).abs().amax(dim=-1).amax(dim=0)
+    return (diff > threshold).float()
 
 
 def gt_prior(depth: Tensor, alpha: Tensor, cameras: Cameras, generator: torch.Generator | None = None,
@@ -102,12 +114,13 @@ class SynthPool:
         perm = torch.randperm(len(others), generator=g).tolist()
         return views, [others[perm[i % len(others)]] for i in range(self.n_inputs)], t_target
 
-    def _build(self, slot: int, generation: int, device: torch.device) -> dict:
+    def _build(self, slot: int, generation: int, device: torch.device, rank: int = 0) -> dict:
         import numpy as np
 
         from stages.synth import render_head, sample_expression, sample_identity, studio_cameras
 
-        sid = _seed(self.seed, slot, generation, 7)
+        # each GPU of a distributed run holds its own subjects (rank 0 keeps the single-GPU stream)
+        sid = _seed(self.seed, slot, generation, 7) if rank == 0 else _seed(self.seed, slot, generation, 7, rank)
         identity = sample_identity(sid)
         rng = np.random.default_rng(sid)
         g = torch.Generator().manual_seed(sid)
@@ -135,18 +148,18 @@ class SynthPool:
         return {"rgb": rgb_t, "alpha": alpha_t, "cameras": cams,
                 "expr": torch.from_numpy(exprs).float().to(device), "configs": configs}
 
-    def subject(self, slot: int, step: int, device: torch.device) -> dict:
+    def subject(self, slot: int, step: int, device: torch.device, rank: int = 0) -> dict:
         offset = slot * self.lifetime // self.slots
         generation = (step + offset) // self.lifetime
         hit = self._cache.get(slot)
         if hit is None or hit[0] != generation:
-            self._cache[slot] = (generation, self._build(slot, generation, device))
+            self._cache[slot] = (generation, self._build(slot, generation, device, rank))
         return self._cache[slot][1]
 
     def example(self, step: int, rank: int, index: int, device: torch.device) -> dict:
         g = torch.Generator().manual_seed(_seed(self.seed, step, rank, index))
         slot = int(torch.randint(0, self.slots, (1,), generator=g))
-        s = self.subject(slot, step, device)
+        s = self.subject(slot, step, device, rank)
         cfg = s["configs"][int(torch.randint(0, len(s["configs"]), (1,), generator=g))]
         cams: Cameras = s["cameras"]
         rest = [c for c in range(len(cams)) if c not in cfg["views"]]
@@ -158,73 +171,65 @@ class SynthPool:
             "prior_pos": cfg["pos"].float(), "prior_conf": cfg["conf"].float(),
             "target_rgb": s["rgb"][t, targets].float(), "target_alpha": s["alpha"][t, targets].float(),
             "target_cameras": cams[targets], "target_expr": s["expr"][t],
+            "target_expr_mask": expression_region(s["rgb"][:, targets], s["alpha"][:, targets], t),
         }
 
 
 class DiskSource:
-    """A dataset on disk in SPEC section 7 layout (what `avat3r synth` writes): per subject a transforms.json
-    whose frames carry `timestep`, `camera` and `expression`, and RGBA images. Examples follow the same
-    protocol as the synthetic pool: 4 inputs from k-farthest cameras at timesteps other than the target's, 8
-    other cameras at the target timestep. Images are read lazily, one example at a time."""
+    """Examples from a dataset on disk, read through `stages.datasets`: `data` is a `--data` spec (a SPEC
+    section 7 folder as `avat3r synth` writes, `synth:PATH`, `ava256:PATH` or `nersemble:PATH`) or an open
+    HeadDataset. Examples follow the same protocol as the synthetic pool: 4 inputs from k-farthest cameras, each
+    at a timestep other than the target's, 8 other cameras at the target timestep. Only timesteps with an
+    expression code are used. Images are read lazily, one example at a time; example i of step s is a pure
+    function of (seed, s, rank, i), so it can run in DataLoader workers (`stages.datasets.loader`)."""
 
-    def __init__(self, root: str | Path, size: int, n_inputs: int, n_supervision: int, seed: int,
+    def __init__(self, data: str | Path | HeadDataset, size: int, n_inputs: int, n_supervision: int, seed: int,
                  split: str = "train", consistent_inputs: bool = False):
+        from stages.datasets import open_dataset
         from stages.errors import BadInput
-        from stages.io import read_json
 
-        self.root = Path(root)
-        meta = read_json(self.root / "dataset.json")
-        names = meta.get("split", {}).get(split) or meta.get("subjects", [])
-        if not names:
-            raise BadInput(f"no subjects in split '{split}'", self.root / "dataset.json")
-        self.names, self.size, self.seed = list(names), size, seed
+        self.dataset = data if isinstance(data, HeadDataset) else open_dataset(data, size)
+        self.size, self.seed = size, seed
         self.n_inputs, self.n_supervision, self.consistent = n_inputs, n_supervision, consistent_inputs
-        self._subjects: dict[str, dict] = {}
+        space, dim = self.dataset.expression_space
+        if dim == 0:
+            raise BadInput("the dataset has no expression codes to train with (Ava256: pass codes=DIR; "
+                           "NeRSemble: sequences need FLAME tracking)", self.dataset.root)
+        self.expression_space = (space, dim)
+        self.names = self.dataset.subjects(split)
+        if not self.names:
+            raise BadInput(f"no subjects in split '{split}'", self.dataset.root)
+        self._timesteps: dict[str, list[int]] = {}
 
-    def _subject(self, name: str) -> dict:
-        if name not in self._subjects:
-            from stages.cameras import read_transforms
+    def _usable(self, name: str) -> list[int]:
+        """The subject's timesteps that have a code (checked once per subject)."""
+        if name not in self._timesteps:
             from stages.errors import BadInput
 
-            tf = read_transforms(self.root / name / "transforms.json")
-            frames: dict[tuple[int, int], int] = {}
-            for i, f in enumerate(tf.frames):
-                if "timestep" not in f.extra or "camera" not in f.extra or "expression" not in f.extra:
-                    raise BadInput(f"frame {i} needs 'timestep', 'camera' and 'expression'", tf.root)
-                frames[(int(f.extra["timestep"]), int(f.extra["camera"]))] = i
-            timesteps = sorted({t for t, _ in frames})
-            cameras = sorted({c for _, c in frames})
-            if len(cameras) < self.n_inputs + self.n_supervision:
-                raise BadInput(f"{len(cameras)} cameras, need {self.n_inputs + self.n_supervision}", tf.root)
-            cams = Cameras.cat([tf.frames[frames[(timesteps[0], c)]].camera() for c in cameras])
-            self._subjects[name] = {"tf": tf, "frames": frames, "timesteps": timesteps, "cameras": cameras,
-                                    "cams": cams}
-        return self._subjects[name]
+            ts = [t for t in self.dataset.timesteps(name) if self.dataset.codes(name, t) is not None]
+            n_cams = len(self.dataset.camera_names(name))
+            if not ts:
+                raise BadInput(f"subject {name} has no timestep with an expression code", self.dataset.root)
+            if n_cams < self.n_inputs + self.n_supervision:
+                raise BadInput(f"subject {name} has {n_cams} cameras, need {self.n_inputs + self.n_supervision}",
+                               self.dataset.root)
+            self._timesteps[name] = ts
+        return self._timesteps[name]
 
-    def _load(self, subj: dict, t: int, c: int) -> tuple[Tensor, Tensor, Tensor]:
-        from stages.errors import BadInput
-        from stages.io import read_image
-
-        i = subj["frames"][(t, c)]
-        img = torch.from_numpy(read_image(subj["tf"].image_path(i)))
-        if img.shape[-1] != 4:
-            raise BadInput("dataset images must be RGBA (alpha = mask)", subj["tf"].image_path(i))
-        img = img.permute(2, 0, 1)[None]
-        if img.shape[-1] != self.size:
-            img = torch.nn.functional.interpolate(img, size=(self.size, self.size), mode="area")
-        img = img[0].permute(1, 2, 0)
-        code = torch.tensor(subj["tf"].frames[i].extra["expression"], dtype=torch.float32)
-        return img[..., :3], img[..., 3], code
+    def _load(self, name: str, t: int, v: int) -> tuple[Tensor, Tensor, Tensor]:
+        rgb, mask = self.dataset.load(name, t, v)
+        code = self.dataset.codes(name, t)
+        return torch.from_numpy(rgb), torch.from_numpy(mask), torch.as_tensor(code, dtype=torch.float32)
 
     def example(self, step: int, rank: int, index: int, device: torch.device) -> dict:
         from stages.synth.studio import farthest_views
 
         g = torch.Generator().manual_seed(_seed(self.seed, step, rank, index))
-        subj = self._subject(self.names[int(torch.randint(0, len(self.names), (1,), generator=g))])
-        cams: Cameras = subj["cams"].resized(self.size, self.size)
-        ts = subj["timesteps"]
-        views = farthest_views(cams.forward_dirs(), self.n_inputs, g)
+        name = self.names[int(torch.randint(0, len(self.names), (1,), generator=g))]
+        ts = self._usable(name)
         t_target = ts[int(torch.randint(0, len(ts), (1,), generator=g))]
+        cams: Cameras = self.dataset.cameras(name, t_target)
+        views = farthest_views(cams.forward_dirs(), self.n_inputs, g)
         others = [t for t in ts if t != t_target] or [t_target]
         if self.consistent:
             t_in = [t_target] * self.n_inputs
@@ -233,12 +238,13 @@ class DiskSource:
             t_in = [others[perm[i % len(others)]] for i in range(self.n_inputs)]
         rest = [v for v in range(len(cams)) if v not in views]
         targets = [rest[i] for i in torch.randperm(len(rest), generator=g)[: self.n_supervision].tolist()]
-        ins = [self._load(subj, t, subj["cameras"][v]) for t, v in zip(t_in, views, strict=True)]
-        tgs = [self._load(subj, t_target, subj["cameras"][v]) for v in targets]
+        ins = [self._load(name, t, v) for t, v in zip(t_in, views, strict=True)]
+        tgs = [self._load(name, t_target, v) for v in targets]
+        in_cams = Cameras.cat([self.dataset.cameras(name, t)[v] for t, v in zip(t_in, views, strict=True)])
         return {
             "input_rgb": torch.stack([x[0] for x in ins]).to(device),
             "input_alpha": torch.stack([x[1] for x in ins]).to(device),
-            "input_cameras": cams[views].to(device), "input_expr": torch.stack([x[2] for x in ins]).to(device),
+            "input_cameras": in_cams.to(device), "input_expr": torch.stack([x[2] for x in ins]).to(device),
             "target_rgb": torch.stack([x[0] for x in tgs]).to(device),
             "target_alpha": torch.stack([x[1] for x in tgs]).to(device),
             "target_cameras": cams[targets].to(device), "target_expr": tgs[0][2].to(device),
@@ -266,4 +272,6 @@ def collate(examples: list[dict], prior: str, generator: torch.Generator | None 
         target_rgb=torch.stack([ex["target_rgb"] for ex in examples]),
         target_alpha=torch.stack([ex["target_alpha"] for ex in examples]),
         target_cameras=Cameras.cat([ex["target_cameras"] for ex in examples]),
+        target_expr_mask=(torch.stack([ex["target_expr_mask"] for ex in examples])
+                          if all("target_expr_mask" in ex for ex in examples) else None),
     )
