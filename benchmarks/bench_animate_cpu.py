@@ -17,7 +17,6 @@ then page-faults them back in (about 18,000 faults and 30 ms of system time per 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import shutil
 import statistics
@@ -35,19 +34,10 @@ from stages.animate import camera_path  # noqa: E402
 from stages.avatar import AvatarDriver, open_avatar, save_avatar  # noqa: E402
 from stages.expressions import load_codes  # noqa: E402
 from stages.render import render  # noqa: E402
+from stages.runtime import tune_malloc  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def tune_malloc() -> bool:
-    """Keep freed blocks of up to 32 MB in glibc's heap (mmap threshold) and never trim it, so that the
-    decoder's per-frame activations reuse memory instead of page-faulting fresh pages. Process-wide."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, (1 << 31) - 1))
 
 
 def example_avatar(capture: Path, out: Path) -> None:

@@ -11,9 +11,11 @@ import torch
 CPU = [
     ["benchmarks/bench_model.py", "--device", "cpu"],
     ["benchmarks/bench_render_cpu.py", "--scenes", "head", "--counts", "50000", "--sizes", "256"],
+    ["benchmarks/bench_animate_cpu.py", "--tune-malloc"],
     ["benchmarks/bench_priors.py", "--seeds", "2", "--device", "cpu"],
 ]
 GPU = [
+    ["benchmarks/bench_speed.py"],
     ["benchmarks/bench_model.py", "--device", "cuda"],
     ["benchmarks/bench_priors.py", "--seeds", "2", "--device", "cuda", "--resolution", "512"],
     ["benchmarks/gpu_parity.py", "--out", "/tmp/parity.md"],

@@ -123,6 +123,8 @@ class AvatarDriver:
         state.tokens = avatar.tokens.to(dev)
         self.state: IdentityState = state
         self.device = dev
+        with torch.no_grad():
+            self._skip_term = model.skip_term(state)  # expression-independent: once per avatar
 
     @property
     def expression_dim(self) -> int:
@@ -131,7 +133,7 @@ class AvatarDriver:
     @torch.no_grad()
     def gaussians(self, code: np.ndarray | torch.Tensor) -> Gaussians:
         code_t = torch.as_tensor(np.asarray(code, np.float32)).reshape(1, -1).to(self.device)
-        return self.model.decode(self.state, code_t).gaussians(0)
+        return self.model.decode(self.state, code_t, self._skip_term).gaussians(0)
 
 
 def open_avatar(path: str | Path, checkpoint: str | Path | None = None,

@@ -230,8 +230,16 @@ class Avat3rNet(nn.Module):
         return state
 
     # ----- expression path (per frame) -------------------------------------------------------------------
-    def decode(self, state: IdentityState, codes: Tensor) -> GaussianMaps:
-        """codes (B, E) → per-pixel Gaussian maps for every view of the B avatars in `state`."""
+    def skip_term(self, state: IdentityState) -> Tensor:
+        """The full-resolution skip input's share of the `fuse` convolution. It does not depend on the
+        expression, so a driver computes it once per avatar and passes it to `decode` (≈ 9 ms a frame on CPU)."""
+        c = self.fuse.in_channels - state.skip.shape[1]
+        skip = state.skip.to(self.fuse.weight.dtype).contiguous(memory_format=torch.channels_last)
+        return F.conv2d(skip, self.fuse.weight[:, c:], None, padding=1)
+
+    def decode(self, state: IdentityState, codes: Tensor, skip_term: Tensor | None = None) -> GaussianMaps:
+        """codes (B, E) → per-pixel Gaussian maps for every view of the B avatars in `state`. `skip_term`:
+        `self.skip_term(state)`, cached by the caller (computed here when not given)."""
         cfg = self.cfg
         B, V, H, W, _ = state.image.shape
         ctx = self.expr(codes.to(state.tokens.dtype))
@@ -243,8 +251,12 @@ class Avat3rNet(nn.Module):
         x = tok.view(B * V, g, g, -1).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
         for stage in self.up:
             x = stage(x)
-        skip = state.skip.to(x.dtype).contiguous(memory_format=torch.channels_last)
-        x = F.gelu(self.fuse(torch.cat([x, skip], 1)), approximate="tanh")
+        # fuse(cat[x, skip]) = conv(x, W_x) + conv(skip, W_skip) + b: the skip half is per avatar, not per frame
+        if skip_term is None:
+            skip_term = self.skip_term(state)
+        c = x.shape[1]
+        x = F.conv2d(x, self.fuse.weight[:, :c], self.fuse.bias, padding=1) + skip_term.to(x.dtype)
+        x = F.gelu(x, approximate="tanh")
         out = self.head(x).float().permute(0, 2, 3, 1).reshape(B, V, H, W, N_OUT)
         return self._activate(out, state)
 
