@@ -101,14 +101,11 @@ class AKDResult:
                 "pred_missing": self.pred_missing}
 
 
-def akd_from_landmarks(pred: Sequence[np.ndarray | None], gt: Sequence[np.ndarray | None],
-                       subset: str = "68") -> AKDResult:
-    """AKD between per-image landmark sets (478, 2+) from the landmarker (None where it found no face)."""
-    if len(pred) != len(gt):
-        raise ValueError(f"akd needs as many predictions as ground truths, got {len(pred)} and {len(gt)}")
-    idx = list(subset_indices(subset))
+def _accumulate(pairs, distance) -> AKDResult:
+    """pairs: (prediction or None, ground truth or None) per image; distance(p, g) scores a complete pair.
+    A missing ground truth leaves the image out; a missing prediction counts as a miss, not a distance."""
     out = AKDResult()
-    for p, g in zip(pred, gt, strict=True):
+    for p, g in pairs:
         if g is None:
             out.gt_missing += 1
             out.per_image.append(None)
@@ -116,8 +113,17 @@ def akd_from_landmarks(pred: Sequence[np.ndarray | None], gt: Sequence[np.ndarra
             out.pred_missing += 1
             out.per_image.append(None)
         else:
-            out.per_image.append(keypoint_distance(np.asarray(p)[idx, :2], np.asarray(g)[idx, :2]))
+            out.per_image.append(distance(np.asarray(p), np.asarray(g)))
     return out
+
+
+def akd_from_landmarks(pred: Sequence[np.ndarray | None], gt: Sequence[np.ndarray | None],
+                       subset: str = "68") -> AKDResult:
+    """AKD between per-image landmark sets (478, 2+) from the landmarker (None where it found no face)."""
+    if len(pred) != len(gt):
+        raise ValueError(f"akd needs as many predictions as ground truths, got {len(pred)} and {len(gt)}")
+    idx = list(subset_indices(subset))
+    return _accumulate(zip(pred, gt, strict=True), lambda p, g: keypoint_distance(p[idx, :2], g[idx, :2]))
 
 
 def akd3d_from_landmarks(pred: Sequence[np.ndarray | None], gt_uv: Sequence[np.ndarray],
@@ -132,17 +138,8 @@ def akd3d_from_landmarks(pred: Sequence[np.ndarray | None], gt_uv: Sequence[np.n
     if not keep:
         raise ValueError("none of the keypoint names has a MediaPipe counterpart")
     mp_idx = [SYNTH_TO_MEDIAPIPE[names[k]] for k in keep]
-    out = AKDResult()
-    for p, g, ok in zip(pred, gt_uv, found, strict=True):
-        if not ok:
-            out.gt_missing += 1
-            out.per_image.append(None)
-        elif p is None:
-            out.pred_missing += 1
-            out.per_image.append(None)
-        else:
-            out.per_image.append(keypoint_distance(np.asarray(p)[mp_idx, :2], np.asarray(g)[keep, :2]))
-    return out
+    pairs = ((p, g if ok else None) for p, g, ok in zip(pred, gt_uv, found, strict=True))
+    return _accumulate(pairs, lambda p, g: keypoint_distance(p[mp_idx, :2], g[keep, :2]))
 
 
 class FaceLandmarks:

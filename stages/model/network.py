@@ -240,6 +240,25 @@ class Avat3rNet(nn.Module):
     def decode(self, state: IdentityState, codes: Tensor, skip_term: Tensor | None = None) -> GaussianMaps:
         """codes (B, E) → per-pixel Gaussian maps for every view of the B avatars in `state`. `skip_term`:
         `self.skip_term(state)`, cached by the caller (computed here when not given)."""
+        B, V, H, W, _ = state.image.shape
+        out = self.head(self._features(state, codes, skip_term)).float()
+        return self._activate(out.permute(0, 2, 3, 1).reshape(B, V, H, W, N_OUT), state)
+
+    def decode_kept(self, state: IdentityState, codes: Tensor, index: Tensor,
+                    skip_term: Tensor | None = None) -> Gaussians:
+        """The per-frame path of one avatar (B = 1) straight to the Gaussians of its kept pixels: the 1×1 head
+        and the activations run on those pixels alone (about a quarter of them), not on every pixel.
+        `index`: flat indices of `state.keep[0]`'s True entries (view-major), computed once per avatar."""
+        x = self._features(state, codes, skip_term)
+        feats = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])[index]
+        out = F.linear(feats, self.head.weight.flatten(1), self.head.bias).float()
+        kept = IdentityState(**{name: t[0].reshape(-1, *t.shape[4:])[index] if name not in ("tokens", "skip")
+                                else t for name, t in state.tensors().items()})
+        m = self._activate(out, kept)
+        return Gaussians(m.means, m.quats, m.log_scales, m.opacity_logits, m.colors)
+
+    def _features(self, state: IdentityState, codes: Tensor, skip_term: Tensor | None) -> Tensor:
+        """Cross-attention to the code, upsampler and fuse: (B*V, C, H, W) features before the output head."""
         cfg = self.cfg
         B, V, H, W, _ = state.image.shape
         ctx = self.expr(codes.to(state.tokens.dtype))
@@ -256,9 +275,7 @@ class Avat3rNet(nn.Module):
             skip_term = self.skip_term(state)
         c = x.shape[1]
         x = F.conv2d(x, self.fuse.weight[:, :c], self.fuse.bias, padding=1) + skip_term.to(x.dtype)
-        x = F.gelu(x, approximate="tanh")
-        out = self.head(x).float().permute(0, 2, 3, 1).reshape(B, V, H, W, N_OUT)
-        return self._activate(out, state)
+        return F.gelu(x, approximate="tanh")
 
     def _activate(self, out: Tensor, s: IdentityState) -> GaussianMaps:
         cfg = self.cfg
