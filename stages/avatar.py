@@ -124,8 +124,7 @@ class AvatarDriver:
         self.state: IdentityState = state
         self.device = dev
         with torch.no_grad():
-            self._skip_term = model.skip_term(state)  # expression-independent: once per avatar
-        self._kept = state.keep[0].reshape(-1).nonzero()[:, 0]
+            self._kept = model.kept_pixels(state)  # the expression-independent part of every frame
 
     @property
     def expression_dim(self) -> int:
@@ -134,7 +133,7 @@ class AvatarDriver:
     @torch.no_grad()
     def gaussians(self, code: np.ndarray | torch.Tensor) -> Gaussians:
         code_t = torch.as_tensor(np.asarray(code, np.float32)).reshape(1, -1).to(self.device)
-        return self.model.decode_kept(self.state, code_t, self._kept, self._skip_term)
+        return self.model.decode_kept(self.state, code_t, self._kept)
 
 
 def open_avatar(path: str | Path, checkpoint: str | Path | None = None,

@@ -107,23 +107,30 @@ def test_too_many_views_is_refused():
 
 
 def test_kept_pixel_decoding_equals_full_maps():
-    """The driver's fast path (head and activations on kept pixels only, the skip half of `fuse` cached per
-    avatar) gives exactly the Gaussians of the full per-pixel maps, with and without the skips."""
+    """The driver's fast path (upsampler on a window around each view's kept pixels, head and activations on
+    kept pixels only, the skip half of `fuse` cached per avatar) gives the Gaussians of the full per-pixel maps,
+    with and without the skips; the windows really are smaller than the image when the head is."""
     from stages.cameras import look_at, make_cameras, spherical_eye
 
-    for overrides in ({}, {"pos_skip": False, "rgb_skip": False}):
+    yy, xx = torch.meshgrid(torch.arange(128), torch.arange(128), indexing="ij")
+    blob = (((yy - 60) ** 2 + (xx - 70) ** 2) < 26**2).float()
+    for overrides, mask, cropped in (({}, blob, True), ({"pos_skip": False, "rgb_skip": False}, None, False)):
         torch.manual_seed(0)
-        model = Avat3rNet(preset("tiny", **overrides)).eval()
+        model = Avat3rNet(preset("tiny", image_size=128, **overrides)).eval()
         torch.nn.init.normal_(model.head.weight, std=0.1)
-        cams = make_cameras(look_at(spherical_eye(torch.tensor([0.0, 30.0]), torch.tensor([0.0, 0.0]), 1.0)), 60.0, 64)
-        images, pos = torch.rand(1, 2, 64, 64, 3), torch.randn(1, 2, 64, 64, 3) * 0.1
-        conf, masks = torch.rand(1, 2, 64, 64), (torch.rand(1, 2, 64, 64) > 0.3).float()
+        eyes = spherical_eye(torch.tensor([0.0, 30.0]), torch.tensor([0.0, 0.0]), 1.0)
+        cams = make_cameras(look_at(eyes), 120.0, 128)
+        images, pos = torch.rand(1, 2, 128, 128, 3), torch.randn(1, 2, 128, 128, 3) * 0.1
+        conf = torch.rand(1, 2, 128, 128)
+        masks = (torch.rand(1, 2, 128, 128) > 0.3).float() if mask is None else mask.expand(1, 2, 128, 128)
         with torch.no_grad():
             state = model.encode_identity(images, pos, conf, masks, cams)
             code = torch.rand(1, 52)
             full = model.decode(state, code).gaussians(0)
-            index = state.keep[0].reshape(-1).nonzero()[:, 0]
-            kept = model.decode_kept(state, code, index, model.skip_term(state))
-        assert 0 < len(kept) == len(full) < 2 * 64 * 64
+            kept_pixels = model.kept_pixels(state)
+            kept = model.decode_kept(state, code, kept_pixels)
+        _, _, ht, wt = kept_pixels.window
+        assert (ht * wt < (128 // 8) ** 2) == cropped
+        assert 0 < len(kept) == len(full) < 2 * 128 * 128
         for name in ("means", "quats", "log_scales", "opacity_logits", "colors"):
-            assert torch.allclose(getattr(kept, name), getattr(full, name), atol=1e-6), name
+            assert torch.allclose(getattr(kept, name), getattr(full, name), atol=1e-5), name

@@ -244,21 +244,50 @@ class Avat3rNet(nn.Module):
         out = self.head(self._features(state, codes, skip_term)).float()
         return self._activate(out.permute(0, 2, 3, 1).reshape(B, V, H, W, N_OUT), state)
 
-    def decode_kept(self, state: IdentityState, codes: Tensor, index: Tensor,
-                    skip_term: Tensor | None = None) -> Gaussians:
-        """The per-frame path of one avatar (B = 1) straight to the Gaussians of its kept pixels: the 1×1 head
-        and the activations run on those pixels alone (about a quarter of them), not on every pixel.
-        `index`: flat indices of `state.keep[0]`'s True entries (view-major), computed once per avatar."""
-        x = self._features(state, codes, skip_term)
-        feats = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])[index]
+    def kept_pixels(self, state: IdentityState, crop: bool = True) -> KeptPixels:
+        """Everything of the per-frame path of one avatar (B = 1) that does not depend on the expression: the
+        kept pixels' skip inputs, the skip half of `fuse`, and (crop=True) one window per view around its kept
+        pixels, so the upsampler runs on the head rather than on the whole image. The window keeps a margin of
+        one patch: the convolutions after the tokens (3×3 at ×2, ×4, … and `fuse`) see p/2 + p/4 + … + 1 + 1 = p
+        pixels, so the windows' zero padding never reaches a kept pixel and cropped and full decoding agree."""
+        p, g = self.cfg.patch_size, self.cfg.image_size // self.cfg.patch_size
+        keep = state.keep[0]  # (V, H, W)
+        V = keep.shape[0]
+        boxes = []
+        for v in range(V):
+            rows, cols = keep[v].any(1).nonzero()[:, 0], keep[v].any(0).nonzero()[:, 0]
+            if not crop or len(rows) == 0:
+                boxes.append((0, g, 0, g))
+                continue
+            boxes.append((int(rows[0]) // p - 1, int(rows[-1]) // p + 2, int(cols[0]) // p - 1, int(cols[-1]) // p + 2))
+        ht = min(g, max(b[1] - b[0] for b in boxes))
+        wt = min(g, max(b[3] - b[2] for b in boxes))
+        tops = [min(max(b[0], 0), g - ht) for b in boxes]
+        lefts = [min(max(b[2], 0), g - wt) for b in boxes]
+        window = (tops, lefts, ht, wt)
+        in_window = torch.stack([keep[v, t * p:(t + ht) * p, left * p:(left + wt) * p]
+                                 for v, (t, left) in enumerate(zip(tops, lefts, strict=True))])
+        index = in_window.reshape(-1).nonzero()[:, 0]
+        flat = keep.reshape(-1).nonzero()[:, 0]
+        if len(index) != len(flat):
+            raise AssertionError("a window lost kept pixels")
+        gathered = IdentityState(**{name: t[0].reshape(-1, *t.shape[4:])[flat] if name not in ("tokens", "skip")
+                                    else t for name, t in state.tensors().items()})
+        return KeptPixels(gathered, index, window, _crop(self.skip_term(state), window, p))
+
+    def decode_kept(self, state: IdentityState, codes: Tensor, kept: KeptPixels) -> Gaussians:
+        """The per-frame path of one avatar straight to the Gaussians of its kept pixels: the upsampler runs on
+        the windows of `kept`, the 1×1 head and the activations on the kept pixels alone (about a quarter)."""
+        x = self._features(state, codes, kept.skip_term, kept.window)
+        feats = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])[kept.index]
         out = F.linear(feats, self.head.weight.flatten(1), self.head.bias).float()
-        kept = IdentityState(**{name: t[0].reshape(-1, *t.shape[4:])[index] if name not in ("tokens", "skip")
-                                else t for name, t in state.tensors().items()})
-        m = self._activate(out, kept)
+        m = self._activate(out, kept.state)
         return Gaussians(m.means, m.quats, m.log_scales, m.opacity_logits, m.colors)
 
-    def _features(self, state: IdentityState, codes: Tensor, skip_term: Tensor | None) -> Tensor:
-        """Cross-attention to the code, upsampler and fuse: (B*V, C, H, W) features before the output head."""
+    def _features(self, state: IdentityState, codes: Tensor, skip_term: Tensor | None,
+                  window: tuple | None = None) -> Tensor:
+        """Cross-attention to the code, upsampler and fuse: (B*V, C, H, W) features before the output head
+        (within each view's window when one is given; `skip_term` must then be cropped the same way)."""
         cfg = self.cfg
         B, V, H, W, _ = state.image.shape
         ctx = self.expr(codes.to(state.tokens.dtype))
@@ -267,7 +296,10 @@ class Avat3rNet(nn.Module):
             tok = blk(tok, ctx)
         tok = self.norm(tok)
         g = H // cfg.patch_size
-        x = tok.view(B * V, g, g, -1).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+        x = tok.view(B * V, g, g, -1).permute(0, 3, 1, 2)
+        if window is not None:
+            x = _crop(x, window, 1)
+        x = x.contiguous(memory_format=torch.channels_last)
         for stage in self.up:
             x = stage(x)
         # fuse(cat[x, skip]) = conv(x, W_x) + conv(skip, W_skip) + b: the skip half is per avatar, not per frame
@@ -294,6 +326,23 @@ class Avat3rNet(nn.Module):
     def forward(self, images: Tensor, pos: Tensor, conf: Tensor, masks: Tensor, cameras: Cameras, codes: Tensor,
                 feat: Tensor | None = None) -> GaussianMaps:
         return self.decode(self.encode_identity(images, pos, conf, masks, cameras, feat), codes)
+
+
+@dataclass
+class KeptPixels:
+    """What `Avat3rNet.kept_pixels` precomputes once per avatar for `decode_kept`."""
+
+    state: IdentityState  # the skip inputs of the kept pixels only, (N, ·)
+    index: Tensor  # (N,) kept pixels within the stacked windows, view-major, row-major
+    window: tuple  # (tops, lefts, height, width) in patches: one top-left per view, one common size
+    skip_term: Tensor  # (V, C, h, w) the skip half of `fuse`, cropped to the windows
+
+
+def _crop(x: Tensor, window: tuple, scale: int) -> Tensor:
+    """(V, C, H, W) → (V, C, h, w): each view's window, in units of `scale` pixels."""
+    tops, lefts, ht, wt = window
+    return torch.stack([x[v, :, t * scale:(t + ht) * scale, left * scale:(left + wt) * scale]
+                        for v, (t, left) in enumerate(zip(tops, lefts, strict=True))])
 
 
 def count_parameters(model: nn.Module) -> int:
