@@ -9,6 +9,8 @@ Per-frame variants, so every optimisation is measured against its baseline:
   bf16+graph  the decoder captured once as a CUDA graph (torch.compile mode="reduce-overhead"); the kept-pixel
               gather uses precomputed indices so no host synchronisation happens inside the frame
   +packed     the same with gsplat's packed mode (render on black, background composited after)
+  kept        the avatar driver's path (`decode_kept`): the upsampler on a window around each view's kept
+              pixels, the output head and activations on kept pixels only (eager bf16, and as a CUDA graph)
 
     python benchmarks/bench_speed.py [--configs shipped,paper] [--out benchmarks/RESULTS.md]
 """
@@ -131,6 +133,20 @@ def bench_views(name: str, model: Avat3rNet, cfg, capture_dir: str, views: int, 
             variants["bf16+graph"] = frame_graph
             variants["bf16+graph+packed"] = frame_graph_packed
             dec_graph_ms = cuda_ms(graphed, repeats)
+        # the driver's path: upsampler on windows around the kept pixels, head on kept pixels only
+        kept = model.kept_pixels(state)
+
+        def decode_kept_bf16() -> tuple:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                k = model.decode_kept(state, code, kept)
+            return k.means, k.quats, k.log_scales, k.opacity_logits, k.colors
+
+        variants["kept bf16"] = lambda: render(Gaussians(*decode_kept_bf16()), cam, background=bg).rgb
+        if compile_graph:
+            graphed_kept = torch.compile(decode_kept_bf16, mode="reduce-overhead", fullgraph=False)
+            for _ in range(3):
+                graphed_kept()
+            variants["kept bf16+graph"] = lambda: render(Gaussians(*graphed_kept()), cam, background=bg).rgb
         frame = {k: cuda_ms(f, repeats) for k, f in variants.items()}
     peak_gb = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else float("nan")
     row = {"config": name, "params_M": count_parameters(model) / 1e6, "res": cfg.image_size, "views": views,
@@ -193,7 +209,7 @@ def train_step_ms(cfg, capture_dir: str, dev: torch.device, n_sup: int = 8) -> t
 def table(rows: list[dict]) -> str:
     variants = list(rows[0]["frame_ms"])
     head = ["config", "res", "views", "Gaussians", "priors ms", "encoder ms", "decoder ms (bf16)", "render ms",
-            "render packed ms"] + [f"frame ms {v}" for v in variants] + [f"fps {variants[-1]}", "peak GB (inference)",
+            "render packed ms"] + [f"frame ms {v}" for v in variants] + ["fps (best)", "peak GB (inference)",
                                                                          "train step ms", "train peak GB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -201,7 +217,7 @@ def table(rows: list[dict]) -> str:
                  f"{r['priors_ms']:.1f}", f"{r['encoder_ms']:.2f}", f"{r['decoder_bf16_ms']:.2f}",
                  f"{r['render_ms']:.2f}", f"{r['render_packed_ms']:.2f}"]
         cells += [f"{r['frame_ms'][v]:.2f}" for v in variants]
-        cells += [f"{1000 / r['frame_ms'][variants[-1]]:.0f}", f"{r['peak_inference_GB']:.2f}",
+        cells += [f"{1000 / min(r['frame_ms'].values()):.0f}", f"{r['peak_inference_GB']:.2f}",
                   f"{r['train_step_ms']:.0f}" if "train_step_ms" in r else "",
                   f"{r['train_peak_GB']:.1f}" if "train_peak_GB" in r else ""]
         lines.append("| " + " | ".join(cells) + " |")
