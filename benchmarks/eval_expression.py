@@ -29,6 +29,7 @@ from stages.model.checkpoint import load_model
 from stages.reconstruct import reconstruct
 from stages.render import render
 from stages.synth import make_synthetic_capture, render_head, sample_identity
+from stages.train.data import expression_region
 
 
 def _premultiplied(out: dict) -> torch.Tensor:
@@ -48,9 +49,12 @@ def score_subject(seed: int, checkpoint: Path | None, model, device: torch.devic
     for i in range(len(targets)):
         cam = targets.cameras[i].to(device)
         code = targets.expressions[i].numpy()
-        gt_e = _premultiplied(render_head(identity, code, cam, device=device, depth=False))
-        gt_0 = _premultiplied(render_head(identity, neutral, cam, device=device, depth=False))
-        region = ((gt_e - gt_0).abs().amax(-1) > 0.06)[..., None].float()
+        out_e = render_head(identity, code, cam, device=device, depth=False)
+        out_0 = render_head(identity, neutral, cam, device=device, depth=False)
+        gt_e, gt_0 = _premultiplied(out_e), _premultiplied(out_0)
+        # the same region the training loss weights (stages.train.data.expression_region)
+        region = expression_region(torch.stack([out_e["rgb"], out_0["rgb"]]),
+                                   torch.stack([out_e["alpha"], out_0["alpha"]]), 0)[0, ..., None]
         with torch.no_grad():
             p_e = render(driver.gaussians(code), cam, background=black).rgb[0].clamp(0, 1)
             p_0 = render(g_neutral, cam, background=black).rgb[0].clamp(0, 1)

@@ -232,16 +232,16 @@ class Avat3rNet(nn.Module):
     # ----- expression path (per frame) -------------------------------------------------------------------
     def skip_term(self, state: IdentityState) -> Tensor:
         """The full-resolution skip input's share of the `fuse` convolution. It does not depend on the
-        expression, so a driver computes it once per avatar and passes it to `decode` (≈ 9 ms a frame on CPU)."""
+        expression, so `kept_pixels` computes it once per avatar for `decode_kept` (≈ 9 ms a frame on CPU)."""
         c = self.fuse.in_channels - state.skip.shape[1]
         skip = state.skip.to(self.fuse.weight.dtype).contiguous(memory_format=torch.channels_last)
         return F.conv2d(skip, self.fuse.weight[:, c:], None, padding=1)
 
-    def decode(self, state: IdentityState, codes: Tensor, skip_term: Tensor | None = None) -> GaussianMaps:
-        """codes (B, E) → per-pixel Gaussian maps for every view of the B avatars in `state`. `skip_term`:
-        `self.skip_term(state)`, cached by the caller (computed here when not given)."""
+    def decode(self, state: IdentityState, codes: Tensor) -> GaussianMaps:
+        """codes (B, E) → per-pixel Gaussian maps for every view of the B avatars in `state` (training and
+        batches; one avatar's frames go through `decode_kept`)."""
         B, V, H, W, _ = state.image.shape
-        out = self.head(self._features(state, codes, skip_term)).float()
+        out = self.head(self._features(state, codes, self.skip_term(state))).float()
         return self._activate(out.permute(0, 2, 3, 1).reshape(B, V, H, W, N_OUT), state)
 
     def kept_pixels(self, state: IdentityState, crop: bool = True) -> KeptPixels:
@@ -284,7 +284,7 @@ class Avat3rNet(nn.Module):
         m = self._activate(out, kept.state)
         return Gaussians(m.means, m.quats, m.log_scales, m.opacity_logits, m.colors)
 
-    def _features(self, state: IdentityState, codes: Tensor, skip_term: Tensor | None,
+    def _features(self, state: IdentityState, codes: Tensor, skip_term: Tensor,
                   window: tuple | None = None) -> Tensor:
         """Cross-attention to the code, upsampler and fuse: (B*V, C, H, W) features before the output head
         (within each view's window when one is given; `skip_term` must then be cropped the same way)."""
@@ -303,8 +303,6 @@ class Avat3rNet(nn.Module):
         for stage in self.up:
             x = stage(x)
         # fuse(cat[x, skip]) = conv(x, W_x) + conv(skip, W_skip) + b: the skip half is per avatar, not per frame
-        if skip_term is None:
-            skip_term = self.skip_term(state)
         c = x.shape[1]
         x = F.conv2d(x, self.fuse.weight[:, :c], self.fuse.bias, padding=1) + skip_term.to(x.dtype)
         return F.gelu(x, approximate="tanh")

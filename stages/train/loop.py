@@ -64,11 +64,15 @@ def loss_terms(pred_rgb: Tensor, pred_alpha: Tensor, batch: Batch, backgrounds: 
     logs = {"l1": l1.item(), "ssim": s.item(), "alpha_l1": la.item()}
     if batch.target_expr_mask is not None:
         m = batch.target_expr_mask.flatten(0, 1)[:, None].float()
-        err = ((p - t).abs() * m).sum() / (3 * m.sum()).clamp(min=1.0)
-        loss = loss + cfg.expr_weight * err
+
+        def region_mean(err: Tensor) -> Tensor:  # mean over the masked pixels' 3 channels
+            return (err * m).sum() / (3 * m.sum()).clamp(min=1.0)
+
+        l1_expr = region_mean((p - t).abs())
+        loss = loss + cfg.expr_weight * l1_expr
         with torch.no_grad():
-            mse = (((p.clamp(0, 1) - t) ** 2) * m).sum() / (3 * m.sum()).clamp(min=1.0)
-        logs["l1_expr"], logs["psnr_expr"] = err.item(), float(-10 * torch.log10(mse.clamp(min=1e-10)))
+            mse = region_mean((p.clamp(0, 1) - t) ** 2)
+        logs["l1_expr"], logs["psnr_expr"] = l1_expr.item(), float(-10 * torch.log10(mse.clamp(min=1e-10)))
     if lpips_net is not None and 0 <= cfg.lpips_after <= step:
         lp = lpips_net(p.clamp(0, 1), t).mean()
         loss = loss + cfg.lpips_weight * lp
