@@ -138,6 +138,16 @@ def composite_rows(st: ActiveTiles, rows: slice, pos: int, batch: int, rank: Ten
     trans.copy_(ts[:, -1])
 
 
+def round_size(n_tiles: int, longest: int, batch: int, min_slots: int, max_batch: int) -> int:
+    """List entries per tile in the next round over `n_tiles` open tiles whose longest remaining list has
+    `longest` entries: `batch`, more once few tiles remain (so late rounds over a few deep tiles stay cheap),
+    and no more than the longest list needs. Both compositing paths use it."""
+    B = batch
+    if n_tiles * batch < min_slots:  # largest power of two with n_tiles * B <= min_slots
+        B = min(max_batch, max(batch, 1 << ((min_slots // n_tiles).bit_length() - 1)))
+    return min(B, 1 << (longest - 1).bit_length())
+
+
 def composite(tiles: Tensor, inside: Tensor, offset: Tensor, count: Tensor, rank: Tensor, centre_x: Tensor,
               centre_y: Tensor, basis: Tensor, params: Tensor, batch: int = 16, min_slots: int = 4096,
               max_batch: int = 256, chunk_elements: int = 1 << 19) -> tuple[Tensor, Tensor]:
@@ -161,12 +171,7 @@ def composite(tiles: Tensor, inside: Tensor, offset: Tensor, count: Tensor, rank
     buf = Buffers(max(chunk_elements, max_batch * P), max(chunk_elements // P, max_batch), table, rank)
     pos = 0
     while len(st) > st.n_done:
-        n_live = len(st) - st.n_done
-        B = batch
-        if n_live * batch < min_slots:
-            B = min(max_batch, max(batch, 1 << ((min_slots // n_live).bit_length() - 1)))
-        longest = int(st.count.max()) - pos
-        B = min(B, 1 << (longest - 1).bit_length())
+        B = round_size(len(st) - st.n_done, int(st.count.max()) - pos, batch, min_slots, max_batch)
         rows = max(1, chunk_elements // (B * P))
         for r0 in range(0, len(st), rows):
             composite_rows(st, slice(r0, r0 + rows), pos, B, rank, table, basis, threshold, n_feats, buf)

@@ -257,12 +257,8 @@ def composite_autograd(comp: Compositor, active: Tensor, batch: int, min_slots: 
     bins, n_pix = comp.bins, comp.grid.n_pix
     pos = 0
     while len(active):
-        # fewer active tiles -> longer batches, so late rounds over a few deep tiles stay cheap
-        B = batch
-        if len(active) * batch < min_slots:  # largest power of two with len(active) * B <= min_slots
-            B = min(max_batch, max(batch, 1 << ((min_slots // len(active)).bit_length() - 1)))
-        longest = int(bins.count.index_select(0, active).max()) - pos
-        B = min(B, 1 << (longest - 1).bit_length())  # no longer than the longest remaining list needs
+        B = fastpath.round_size(len(active), int(bins.count.index_select(0, active).max()) - pos, batch,
+                                min_slots, max_batch)
         for part in active.split(max(1, max_elements // (B * n_pix))):
             comp.step(part, pos, B)
         pos += B
