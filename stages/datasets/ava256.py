@@ -188,8 +188,8 @@ class Ava256Dataset(HeadDataset):
              "width": width, "height": height, "factors": factors,
              "has_pose": (dec / "head_pose" / "head_pose.zip").is_file(),
              "has_seg": all((dec / "segmentation_parts" / f"cam{c}.zip").is_file() for c in cam_ids)}
+        s["norm"] = fit_rig(self._raw_rig(s, s["frames"][0]), self.scale, str(calib_path))
         self._subjects[name] = s
-        s["norm"] = fit_rig(self._raw_rig(name, s["frames"][0]), self.scale, str(calib_path))
         return s
 
     def _head_pose(self, s: dict, frame: int) -> np.ndarray:
@@ -204,9 +204,8 @@ class Ava256Dataset(HeadDataset):
                 raise BadInput(f"frame {frame}: head pose must be 3x4 numbers ({exc})", path) from exc
         return H
 
-    def _raw_rig(self, name: str, frame: int) -> Cameras:
+    def _raw_rig(self, s: dict, frame: int) -> Cameras:
         """Every camera at a frame in head space (metres, OpenGL), full image size, before normalisation."""
-        s = self._subjects[name]
         H = self._head_pose(s, frame)
         ids = s["cam_ids"]
         w2c = np.stack([s["calib"][c]["w2c"] @ H for c in ids])
@@ -222,7 +221,7 @@ class Ava256Dataset(HeadDataset):
                 where = " with a code" if s["codes"] else ""
                 raise BadInput(f"capture {name} has no frame {t} (in frame_list.csv{where})",
                                s["dir"] / "frame_list.csv")
-            full = s["norm"].apply(self._raw_rig(name, int(t)))
+            full = s["norm"].apply(self._raw_rig(s, int(t)))
             crops = head_crops(full, self.head_radius, str(s["dir"] / "camera_calibration.json"))
             if len(self._rigs) > 64:
                 self._rigs.pop(next(iter(self._rigs)))

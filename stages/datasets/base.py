@@ -67,6 +67,11 @@ def parse_spec(spec: str | Path) -> DatasetSpec:
     return DatasetSpec(kind, Path(path).expanduser(), options)
 
 
+def some_of(names: list[str], n: int = 6) -> str:
+    """The first n names, comma-separated, with ', ...' when there are more (for error messages)."""
+    return ", ".join(names[:n]) + (", ..." if len(names) > n else "")
+
+
 def split_names(names: list[str], seed: int = 0) -> dict[str, list[str]]:
     """Deterministic split by subject: ~80% train, ~10% val, ~10% test (the rule `avat3r synth` uses)."""
     from stages.synth.dataset import split_subjects
@@ -165,9 +170,7 @@ class HeadDataset(ABC):
     def check_subject(self, subject: str) -> None:
         """BadInput naming the dataset when a subject is not in it."""
         if subject not in self.all_subjects():
-            have = self.all_subjects()
-            raise BadInput(f"no subject {subject!r} (have {', '.join(have[:6])}{', ...' if len(have) > 6 else ''})",
-                           self.root)
+            raise BadInput(f"no subject {subject!r} (have {some_of(self.all_subjects())})", self.root)
 
     def option(self, key: str, default: str | None = None) -> str | None:
         return self.options.get(key, default)

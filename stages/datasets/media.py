@@ -37,11 +37,6 @@ def open_zip(path: str | Path) -> zipfile.ZipFile:
     return zf
 
 
-def zip_names(path: str | Path) -> list[str]:
-    """Member names of a zip archive."""
-    return open_zip(path).namelist()
-
-
 def read_member(path: str | Path, member: str) -> bytes:
     """The bytes of one zip member; BadInput naming the archive and member when it is missing."""
     zf = open_zip(path)

@@ -14,7 +14,7 @@ import numpy as np
 
 from stages.cameras import Cameras
 from stages.capture import MAX_VIEWS, write_capture
-from stages.datasets.base import HeadDataset, open_dataset
+from stages.datasets.base import HeadDataset, open_dataset, some_of
 from stages.errors import BadInput
 
 
@@ -44,8 +44,8 @@ def _subject(ds: HeadDataset, name: str | None) -> str:
     names = ds.all_subjects()
     if name is None:
         if len(names) != 1:
-            raise BadInput(f"the dataset has {len(names)} subjects; pass --subject (one of "
-                           f"{', '.join(names[:6])}{', ...' if len(names) > 6 else ''})", ds.root)
+            raise BadInput(f"the dataset has {len(names)} subjects; pass --subject (one of {some_of(names)})",
+                           ds.root)
         return names[0]
     ds.check_subject(name)
     return name
@@ -60,7 +60,7 @@ def _timestep(ds: HeadDataset, subject: str, frame: int | None, sequence: str | 
             seqs = sorted({ds.locate(subject, t)[0] for t in ds.timesteps(subject)})
             if len(seqs) != 1 and frame is not None:
                 raise BadInput(f"participant {subject} has {len(seqs)} sequences; pass --sequence (one of "
-                               f"{', '.join(seqs[:6])}{', ...' if len(seqs) > 6 else ''})", ds.root)
+                               f"{some_of(seqs)})", ds.root)
             sequence = seqs[0]
         if frame is None:
             ts = [t for t in ds.timesteps(subject) if ds.locate(subject, t)[0] == sequence]
@@ -86,8 +86,7 @@ def _views(ds: HeadDataset, subject: str, cams: Cameras, pick: DatasetPick) -> l
     if pick.cameras:
         unknown = [c for c in pick.cameras if c not in names]
         if unknown:
-            raise BadInput(f"no camera {unknown[0]!r} for subject {subject} (have {', '.join(names[:8])}"
-                           f"{', ...' if len(names) > 8 else ''})", ds.root)
+            raise BadInput(f"no camera {unknown[0]!r} for subject {subject} (have {some_of(names, 8)})", ds.root)
         if len(pick.cameras) > MAX_VIEWS:
             raise BadInput(f"{len(pick.cameras)} cameras, but a capture takes at most {MAX_VIEWS}")
         return [names.index(c) for c in pick.cameras]

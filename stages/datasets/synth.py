@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from stages.cameras import Cameras
-from stages.datasets.base import HeadDataset, split_names
+from stages.datasets.base import HeadDataset
 from stages.errors import BadInput
 
 
@@ -47,7 +47,7 @@ class SynthDataset(HeadDataset):
         split = self.meta.get("split")
         if isinstance(split, dict) and any(split.get(k) for k in ("train", "val", "test")):
             return {k: [str(s) for s in split.get(k, [])] for k in ("train", "val", "test")}
-        return super().splits() if (self.root / "split.json").is_file() else split_names(self._names)
+        return super().splits()
 
     def _subject(self, name: str) -> dict:
         if name not in self._subjects:

@@ -65,25 +65,24 @@ def parse_scale(text: str | None) -> str | float:
         return "metric"
     if text == "auto":
         return "auto"
-    try:
-        value = float(text)  # type: ignore[arg-type]
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise BadInput(f"scale option must be metric, auto or a positive number, got {text!r}")
-    return value
+    return _positive(text, "scale option must be metric, auto or a positive number")
 
 
 def parse_radius(text: str | None) -> float:
     """The `head_radius` loader option (default DEFAULT_HEAD_RADIUS), a positive number."""
     if text in (None, ""):
         return DEFAULT_HEAD_RADIUS
+    return _positive(text, "head_radius option must be a positive number")
+
+
+def _positive(text: str | None, message: str) -> float:
+    """A loader option as a finite positive number; BadInput(message) otherwise."""
     try:
         value = float(text)  # type: ignore[arg-type]
     except ValueError:
         value = float("nan")
     if not 0 < value < float("inf"):
-        raise BadInput(f"head_radius option must be a positive number, got {text!r}")
+        raise BadInput(f"{message}, got {text!r}")
     return value
 
 

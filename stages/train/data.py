@@ -191,11 +191,9 @@ class DiskSource:
         self.dataset = data if isinstance(data, HeadDataset) else open_dataset(data, size)
         self.size, self.seed = size, seed
         self.n_inputs, self.n_supervision, self.consistent = n_inputs, n_supervision, consistent_inputs
-        space, dim = self.dataset.expression_space
-        if dim == 0:
+        if self.dataset.expression_space[1] == 0:
             raise BadInput("the dataset has no expression codes to train with (Ava256: pass codes=DIR; "
                            "NeRSemble: sequences need FLAME tracking)", self.dataset.root)
-        self.expression_space = (space, dim)
         self.names = self.dataset.subjects(split)
         if not self.names:
             raise BadInput(f"no subjects in split '{split}'", self.dataset.root)
