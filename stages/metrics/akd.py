@@ -155,7 +155,7 @@ class FaceLandmarks:
         """(478, 2) pixel positions (pixel centres at +0.5) of the face in an (H, W, 3) image, or None."""
         from stages.track.landmarker import detect
 
-        found = detect(self._lm, to_uint8(image))
+        found = detect(self._lm, image)  # detect converts floats in [0, 1] to uint8 RGB itself
         return None if found is None else found.landmarks[:, :2].astype(np.float64)
 
     def close(self) -> None:
@@ -168,14 +168,6 @@ class FaceLandmarks:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from float images in [0, 1] (or uint8 as they are)."""
-    img = np.asarray(image)
-    if img.dtype != np.uint8:
-        img = (np.clip(img.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    return np.ascontiguousarray(img[..., :3])
 
 
 def akd_unavailable_reason() -> str | None:

@@ -70,20 +70,18 @@ def normalised(cos: float, c0: float = STRANGER_COSINE) -> float:
     return (cos - c0) / (1.0 - c0)
 
 
-def _prepare(image: np.ndarray) -> tuple[np.ndarray, float]:
-    """uint8 RGB, upsampled so its shorter side is at least MIN_SIDE; returns the image and the scale used."""
+def _prepare(image: np.ndarray) -> np.ndarray:
+    """uint8 RGB, upsampled so its shorter side is at least MIN_SIDE (a prepared image passes unchanged)."""
     import cv2
 
-    from stages.metrics.akd import to_uint8
+    from stages.track.landmarker import _as_rgb_uint8
 
-    img = to_uint8(image)
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
+    img = _as_rgb_uint8(image)
     scale = max(1.0, MIN_SIDE / min(img.shape[:2]))
     if scale > 1.0:
         img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
                          interpolation=cv2.INTER_CUBIC)
-    return np.ascontiguousarray(img), scale
+    return np.ascontiguousarray(img)
 
 
 class FaceEmbedder:
@@ -102,7 +100,7 @@ class FaceEmbedder:
 
     def face_box(self, image: np.ndarray) -> Any | None:
         """The most confident face rectangle (in the coordinates of the upsampled image), or None."""
-        img, _ = _prepare(image)
+        img = _prepare(image)
         boxes, scores, _ = self._detector.run(img, 1)
         if len(boxes) == 0:
             return None
@@ -110,9 +108,9 @@ class FaceEmbedder:
 
     def embed(self, image: np.ndarray, box: Any | None = None) -> np.ndarray | None:
         """The 128-d identity embedding of the face in `image` (inside `box` when given), or None."""
-        img, _ = _prepare(image)
+        img = _prepare(image)
         if box is None:
-            box = self.face_box(image)
+            box = self.face_box(img)
             if box is None:
                 return None
         shape = self._shape(img, box)
@@ -170,6 +168,7 @@ def csim(embedder: FaceEmbedder, pred: Sequence[np.ndarray], gt: Sequence[np.nda
 
 def gt_face(embedder: FaceEmbedder, image: np.ndarray) -> tuple[Any, np.ndarray] | None:
     """(face box, embedding) of a ground-truth image, or None when it shows no detectable face."""
+    image = _prepare(image)  # once, not again in face_box and embed
     box = embedder.face_box(image)
     if box is None:
         return None
