@@ -57,10 +57,12 @@ def view_cmd(
     if export is not None:
         import numpy as np
 
-        k = 0 if frame is None else frame
-        if codes is not None and not 0 <= k < len(codes):
-            raise BadInput(f"--frame {k} is out of range: the file has {len(codes)} code(s)", exp)
-        code = codes[k] if codes is not None and frame is not None else np.zeros(driver.expression_dim, np.float32)
+        if frame is None:
+            code = np.zeros(driver.expression_dim, np.float32)
+        elif not 0 <= frame < len(codes):  # --frame comes with --exp (checked above), so codes were loaded
+            raise BadInput(f"--frame {frame} is out of range: the file has {len(codes)} code(s)", exp)
+        else:
+            code = codes[frame]
         g, _ = renderer.gaussians(code)
         page = export_page(export, g, renderer.radius, renderer.focal_fraction, title=f"avat3r · {avatar.name}",
                            background=bg)

@@ -19,11 +19,11 @@ Progress = Callable[[Iterator, int | None], Iterator]
 
 def follow_cameras(transforms: np.ndarray, avatar: object, size: int) -> Cameras:
     """Cameras reproducing the actor's head rotations, at the distance and focal that frame the avatar like
-    `animate --camera front` (taken from stages.animate.camera_path, so both always agree)."""
-    from stages.animate import camera_path
+    `animate --camera front` (the framing stages.animate.camera_path uses, so both always agree)."""
+    from stages.animate import _framing
 
-    front = camera_path("front", 1, avatar, size)
-    return pose_cameras(transforms, float(front.centers().norm(dim=-1)[0]), float(front.fx[0]), size)
+    distance, focal = _framing(avatar, size)
+    return pose_cameras(transforms, distance, focal, size)
 
 
 def track_driving(video: Path, driver: object, camera: str | None, size: int, fps: float | None, smooth: float,

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from stages.errors import BadInput
+from stages.track.landmarker import _as_rgb_uint8
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".gif", ".mpg", ".mpeg")
@@ -23,18 +24,16 @@ def _natural_key(path: Path) -> list[object]:
 
 
 def _to_rgb8(img: np.ndarray, path: Path) -> np.ndarray:
+    """RGB uint8 like the landmarker's own conversion, also taking 16-bit and grey + alpha images."""
     img = np.asarray(img)
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
-    elif img.dtype != np.uint8:
-        img = (np.clip(img.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    if img.ndim == 2:
-        img = img[..., None]
-    if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4):
-        raise BadInput(f"unsupported image shape {img.shape}", path)
-    if img.shape[2] in (1, 2):
-        img = np.repeat(img[..., :1], 3, axis=2)
-    return np.ascontiguousarray(img[..., :3])
+    if img.ndim == 3 and img.shape[2] == 2:  # grey + alpha: the grey
+        img = img[..., :1]
+    try:
+        return _as_rgb_uint8(img)
+    except ValueError:
+        raise BadInput(f"unsupported image shape {img.shape}", path) from None
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stages.cameras import Cameras, make_cameras
+from stages.cameras import Cameras, focal_for_extent, make_cameras
 
 DEFAULT_DISTANCE = 1.0  # metres: how `prepare` normalises captures (cameras on the unit sphere)
 DEFAULT_EXTENT = 0.34  # metres framed across the image, as the synthetic studio does (stages.synth.studio)
@@ -45,7 +45,7 @@ def pose_c2w(transforms: np.ndarray, distance: float = DEFAULT_DISTANCE) -> np.n
 def pose_cameras(transforms: np.ndarray, distance: float = DEFAULT_DISTANCE, focal: float | None = None,
                  size: int = 256) -> Cameras:
     """Square cameras following the head poses; the default focal frames DEFAULT_EXTENT metres at `distance`."""
-    focal = size * distance / DEFAULT_EXTENT if focal is None else focal
+    focal = focal_for_extent(DEFAULT_EXTENT, distance, size) if focal is None else focal
     return make_cameras(torch.tensor(pose_c2w(transforms, distance), dtype=torch.float32), focal, size)
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from stages.expressions import ARKIT52, arkit_code
 
 # Face regions in the order the panel shows them; a channel belongs to the first region whose prefix it has.
@@ -68,8 +66,3 @@ def face_controls(space: str, dim: int) -> FaceControls:
         return FaceControls(space, ARKIT52, groups, 0.0, 1.0, presets)
     names = tuple(f"c{i}" for i in range(dim))
     return FaceControls(space, names, {"code": list(names)}, -3.0, 3.0, {"neutral": [0.0] * dim})
-
-
-def preset_code(controls: FaceControls, name: str) -> np.ndarray:
-    """A preset as a float32 code (KeyError for an unknown preset name)."""
-    return np.asarray(controls.presets[name], np.float32)

@@ -39,15 +39,12 @@ class GaussianCache:
     def __init__(self, capacity: int = 16):
         self.capacity = max(1, capacity)
         self._items: OrderedDict[bytes, Gaussians] = OrderedDict()
-        self.hits = self.misses = 0
 
     def get(self, code: np.ndarray, make) -> tuple[Gaussians, bool]:
         key = np.ascontiguousarray(code, np.float32).tobytes()
         if key in self._items:
             self._items.move_to_end(key)
-            self.hits += 1
             return self._items[key], True
-        self.misses += 1
         g = make(code)
         self._items[key] = g
         while len(self._items) > self.capacity:

@@ -43,9 +43,6 @@ class ViewSettings:
     title: str = "avat3r view"
 
 
-STATE_KEY = web.AppKey("view_state", dict)
-
-
 def is_loopback(host: str) -> bool:
     """True for 127.0.0.0/8, ::1 and 'localhost': addresses only this machine can reach."""
     if host == "localhost":
@@ -71,9 +68,6 @@ def create_app(renderer: ViewRenderer, controls: FaceControls, codes: np.ndarray
     settings = settings or ViewSettings()
     app = web.Application(client_max_size=MAX_UPLOAD_BYTES)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="avat3r-render")
-    state = {"renderer": renderer, "controls": controls, "settings": settings, "executor": executor,
-             "codes": codes}
-    app[STATE_KEY] = state
 
     def parse(payload: str | bytes | dict) -> FrameRequest:
         return parse_request(payload, controls.names, settings.max_size, settings.default_size)
@@ -87,7 +81,7 @@ def create_app(renderer: ViewRenderer, controls: FaceControls, codes: np.ndarray
     async def info(_: web.Request) -> web.Response:
         body = {"controls": controls.to_json(), "size": settings.default_size, "max_size": settings.max_size,
                 "fps": settings.fps, "title": settings.title, "device": str(renderer.device),
-                "codes": None if state["codes"] is None else np.round(state["codes"], 4).tolist()}
+                "codes": None if codes is None else np.round(codes, 4).tolist()}
         return web.json_response(body)
 
     async def frame(req: web.Request) -> web.Response:
