@@ -51,6 +51,7 @@ def animate_cmd(
     from stages.avatar import open_avatar
     from stages.expressions import load_codes
     from stages.io import atomic_dir, atomic_path, to_uint8
+    from stages.video import BackgroundWriter, mp4_writer
 
     dev, rep = start_run(device, quiet, seed)
     if out.suffix.lower() != ".mp4":
@@ -80,17 +81,17 @@ def animate_cmd(
 
         frames = beside(source, frames)
     with atomic_path(out) as tmp_video:
-        writer = imageio.get_writer(tmp_video, format="FFMPEG", fps=fps, codec="libx264", quality=8,
-                                    macro_block_size=1, pixelformat="yuv420p")
-        try:
-            if frames_dir is not None:
-                with atomic_dir(frames_dir) as tmp_frames:
-                    for i, (rgb, alpha) in enumerate(rep.track(frames, "animating", total=len(codes))):
-                        writer.append_data(to_uint8(rgb))
-                        imageio.imwrite(tmp_frames / f"{i:05d}.png", to_uint8(np.dstack([rgb, alpha])))
-            else:
-                for rgb, _ in rep.track(frames, "animating", total=len(codes)):
-                    writer.append_data(to_uint8(rgb))
+        writer = mp4_writer(tmp_video, fps)
+        try:  # encoding runs in a background thread, overlapping the next frames' rendering
+            with BackgroundWriter(writer.append_data) as video:
+                if frames_dir is not None:
+                    with atomic_dir(frames_dir) as tmp_frames:
+                        for i, (rgb, alpha) in enumerate(rep.track(frames, "animating", total=len(codes))):
+                            video.put(to_uint8(rgb))
+                            imageio.imwrite(tmp_frames / f"{i:05d}.png", to_uint8(np.dstack([rgb, alpha])))
+                else:
+                    for rgb, _ in rep.track(frames, "animating", total=len(codes)):
+                        video.put(to_uint8(rgb))
         finally:
             writer.close()
     rep.summary(f"wrote {out} ({len(codes)} frames at {fps:g} fps, {cams.width}x{cams.height}"

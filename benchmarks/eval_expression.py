@@ -40,7 +40,7 @@ def score_subject(seed: int, checkpoint: Path | None, model, device: torch.devic
     cap = make_synthetic_capture(workdir / f"s{seed}", seed, size=model.cfg.image_size, device=device)
     identity = sample_identity(np.random.default_rng(int(seed)))  # the first draw, as make_synthetic_capture
     targets = read_capture(cap / "targets")
-    driver = AvatarDriver(reconstruct(cap, checkpoint, device), model)
+    driver = AvatarDriver(reconstruct(cap, checkpoint, device), model, fast=False)  # float32 scores
     black = torch.zeros(3, device=device)
     neutral = np.zeros(targets.expressions.shape[1], np.float32)
     g_neutral = driver.gaussians(neutral)

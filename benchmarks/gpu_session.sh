@@ -6,8 +6,11 @@
 #           GPUs 2, 3 the paper's ablations, each from scratch with the same budget, then scored
 #   phase2: GPUs 0+1  the shipped model continued (resumed when the run folder survived, else from phase 1's
 #                     weights in $INIT), then scored; GPU 2 speed benchmarks; GPU 3 parity with gsplat
+#   ablations2 (2 GPUs): the fair ablation run, 1,000 steps for every row, fp16 weights back as tars in $OUT
+#   bench (1 GPU): bench_speed.py tables and profiles, the GPU tests, the viewer's frame rate
+# $OUT brings back at most 64 MiB: ablations2's six tars do not fit one call; fetch the rest at once after it.
 set -u
-PHASE=${1:?phase1, phase2 or pack}
+PHASE=${1:?phase1, phase2, ablations, ablations2, bench or pack}
 RUNS=${RUNS:-runs}
 INIT=${INIT:-stages/model/weights}
 mkdir -p "$RUNS" "$OUT"
@@ -63,6 +66,28 @@ elif [ "$PHASE" = ablations ]; then  # a shorter, equal budget on 4 GPUs, scored
        --json "$RUNS/expr_abl_$name.json" >"$RUNS/expr_abl_$name.md" 2>&1) &
   done
   wait
+elif [ "$PHASE" = ablations2 ]; then  # the fair run: same steps and data for every row, 3 runs per GPU
+  # 5 variants plus the full model at a second seed (its spread is the table's noise level); 16 pool slots
+  # per run so the pool builds in ~1.5 min on a shared GPU; each run ships fp16 weights as one tar in $OUT
+  declare -A ablations=([full]="" [full_seed1]="--seed 1" [no_pos_prior]="--set use_pos_prior=false"
+                        [no_pos_skip]="--set pos_skip=false" [consistent]="--consistent-inputs"
+                        [no_rgb_skip]="--set rgb_skip=false")
+  declare -A gpu=([full]=0 [no_pos_prior]=0 [consistent]=0 [full_seed1]=1 [no_pos_skip]=1 [no_rgb_skip]=1)
+  for name in "${!ablations[@]}"; do
+    # shellcheck disable=SC2086 # the ablation flags split on purpose
+    (CUDA_VISIBLE_DEVICES=${gpu[$name]} "${AV[@]}" "${TRAIN[@]}" --steps "${ABL_STEPS:-1000}" --lr 4e-4 \
+       --warmup 150 --pool-slots 16 --pool-lifetime 1000 --out "$RUNS/abl_$name" --time-limit "${ABL_LIMIT:-525}" \
+       --ship "$RUNS/ship_$name" ${ablations[$name]} >"$RUNS/abl_$name.log" 2>&1
+     tar cf "$OUT/abl_$name.tar" -C "$RUNS" "ship_$name") &
+  done
+  wait
+elif [ "$PHASE" = bench ]; then  # one GPU: issue 8's tables and profiles, the GPU tests, the viewer's frame rate
+  python benchmarks/bench_speed.py --json "$RUNS/bench_speed.json" --profile "$RUNS/profile" >"$OUT/bench_speed.md" 2>&1
+  python -m pytest -q -m gpu -p no:cacheprovider tests/test_create.py tests/test_render.py \
+    tests/test_render_fastpath.py tests/test_priors.py tests/test_view_server.py >"$RUNS/test_gpu.log" 2>&1
+  python -m stages.view.bench examples/avatar.safetensors --device cuda >"$RUNS/view_bench.md" 2>&1
+  tar czf "$OUT/bench_runs.tgz" -C "$RUNS" bench_speed.json profile test_gpu.log view_bench.md
+  exit 0
 elif [ "$PHASE" = phase2 ]; then
   main_train "${MAIN_LIMIT:-360}" &
   (CUDA_VISIBLE_DEVICES=2 python benchmarks/bench_speed.py --json "$RUNS/bench_speed.json" >"$RUNS/bench_speed.md" 2>&1

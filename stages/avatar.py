@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from stages.cameras import Cameras
 from stages.errors import BadInput
 from stages.gaussians import Gaussians
+from stages.graphs import GraphedCall, try_graph
 from stages.io import atomic_path
 from stages.model import Avat3rNet, IdentityState
 from stages.model.checkpoint import DEFAULT_CHECKPOINT, checkpoint_sha256, load_model
@@ -54,11 +55,16 @@ def create_avatar(model: Avat3rNet, model_meta: dict, images: torch.Tensor, mask
         feat_b = None if feat is None else feat[None].to(dev)
         state = model.encode_identity(images[None].to(dev), pos[None].to(dev), conf[None].to(dev),
                                       masks[None].to(dev), cameras.to(dev), feat_b)
-    cfg = model.cfg
-    meta = {"format": FORMAT, "version": str(VERSION), "checkpoint_path": model_meta.get("path", ""),
-            "checkpoint_sha256": model_meta.get("sha256", ""), "expression_space": cfg.expr_space,
-            "expression_dim": str(cfg.expr_dim), "views": str(images.shape[0]), "image_size": str(cfg.image_size)}
+    meta = avatar_meta(model, model_meta, images.shape[0])
     return Avatar(state.tokens.cpu(), images.cpu(), pos.cpu(), conf.cpu(), masks.cpu(), cameras.to("cpu"), meta)
+
+
+def avatar_meta(model: Avat3rNet, model_meta: dict, views: int) -> dict[str, str]:
+    """An avatar's metadata: format, the checkpoint it needs (path + sha256) and its expression space."""
+    cfg = model.cfg
+    return {"format": FORMAT, "version": str(VERSION), "checkpoint_path": model_meta.get("path", ""),
+            "checkpoint_sha256": model_meta.get("sha256", ""), "expression_space": cfg.expr_space,
+            "expression_dim": str(cfg.expr_dim), "views": str(views), "image_size": str(cfg.image_size)}
 
 
 def save_avatar(path: str | Path, avatar: Avatar) -> None:
@@ -68,7 +74,7 @@ def save_avatar(path: str | Path, avatar: Avatar) -> None:
     meta = dict(avatar.meta)
     meta["camera_size"] = json.dumps([c.width, c.height])
     with atomic_path(path) as tmp:
-        save_file({k: v.detach().float().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+        save_file({k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
 
 
 def load_avatar(path: str | Path) -> Avatar:
@@ -111,11 +117,17 @@ def resolve_checkpoint(avatar: Avatar, avatar_path: Path, checkpoint: Path | Non
 
 
 class AvatarDriver:
-    """A loaded avatar plus its network on one device: expression code in, Gaussians out."""
+    """A loaded avatar plus its network on one device: expression code in, Gaussians out.
 
-    def __init__(self, avatar: Avatar, model: Avat3rNet):
+    On a GPU (`fast`, the default there) a frame runs in bf16 and (`graph`) as a CUDA graph recorded on the
+    first call: the per-frame path is launch-bound, and the graph replays all its kernels at once."""
+
+    def __init__(self, avatar: Avatar, model: Avat3rNet, fast: bool | None = None, graph: bool = True):
         self.avatar, self.model = avatar, model
         dev = next(model.parameters()).device
+        self.fast = dev.type == "cuda" if fast is None else fast
+        # None: not recorded yet; False: not wanted, or recording failed
+        self._graph: GraphedCall | None | bool = None if graph else False
         with torch.no_grad():
             state, _ = model.skip_inputs(avatar.images[None].to(dev), avatar.pos[None].to(dev),
                                          avatar.conf[None].to(dev), avatar.masks[None].to(dev),
@@ -132,16 +144,29 @@ class AvatarDriver:
 
     @torch.no_grad()
     def gaussians(self, code: np.ndarray | torch.Tensor) -> Gaussians:
-        code_t = torch.as_tensor(np.asarray(code, np.float32)).reshape(1, -1).to(self.device)
-        return self.model.decode_kept(self.state, code_t, self._kept)
+        if torch.is_tensor(code):
+            code_t = code.detach().to(self.device, torch.float32).reshape(1, -1)
+        else:
+            code_t = torch.as_tensor(np.asarray(code, np.float32)).reshape(1, -1).to(self.device)
+        if self.fast and self.device.type == "cuda":
+            if self._graph is None:
+                self._graph = try_graph(self._decode, [code_t], "the avatar's frame") or False
+            if self._graph:  # clones: the graph's buffers are overwritten by the next frame
+                return Gaussians(*(t.clone() for t in self._graph(code_t)))
+        return Gaussians(*self._decode(code_t))
+
+    def _decode(self, code: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.fast, cache_enabled=False):
+            g = self.model.decode_kept(self.state, code, self._kept)
+        return g.means, g.quats, g.log_scales, g.opacity_logits, g.colors
 
 
 def open_avatar(path: str | Path, checkpoint: str | Path | None = None,
-                device: torch.device | str = "cpu") -> AvatarDriver:
+                device: torch.device | str = "cpu", fast: bool | None = None) -> AvatarDriver:
     path = Path(path)
     avatar = load_avatar(path)
     ckpt = resolve_checkpoint(avatar, path, Path(checkpoint) if checkpoint else None)
     model, _ = load_model(ckpt, device)
     if model.cfg.expr_dim != avatar.expression_dim or model.cfg.width != avatar.tokens.shape[-1]:
         raise BadInput("avatar does not fit the checkpoint's network (expression width or token width differs)", path)
-    return AvatarDriver(avatar, model)
+    return AvatarDriver(avatar, model, fast)

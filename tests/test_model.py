@@ -109,12 +109,15 @@ def test_too_many_views_is_refused():
 def test_kept_pixel_decoding_equals_full_maps():
     """The driver's fast path (upsampler on a window around each view's kept pixels, head and activations on
     kept pixels only, the skip half of `fuse` cached per avatar) gives the Gaussians of the full per-pixel maps,
-    with and without the skips; the windows really are smaller than the image when the head is."""
+    with and without the skips; the windows really are smaller than the image when the head is. A stacked
+    decoder (cross-attention only) decodes the windows' tokens alone; an interleaved one must decode them all."""
     from stages.cameras import look_at, make_cameras, spherical_eye
 
     yy, xx = torch.meshgrid(torch.arange(128), torch.arange(128), indexing="ij")
     blob = (((yy - 60) ** 2 + (xx - 70) ** 2) < 26**2).float()
-    for overrides, mask, cropped in (({}, blob, True), ({"pos_skip": False, "rgb_skip": False}, None, False)):
+    cases = (({}, blob, True), ({"pos_skip": False, "rgb_skip": False}, None, False),
+             ({"layout": "interleaved", "self_layers": 2, "cross_layers": 2}, blob, True))
+    for overrides, mask, cropped in cases:
         torch.manual_seed(0)
         model = Avat3rNet(preset("tiny", image_size=128, **overrides)).eval()
         torch.nn.init.normal_(model.head.weight, std=0.1)
@@ -131,6 +134,10 @@ def test_kept_pixel_decoding_equals_full_maps():
             kept = model.decode_kept(state, code, kept_pixels)
         _, _, ht, wt = kept_pixels.window
         assert (ht * wt < (128 // 8) ** 2) == cropped
+        assert model.tokenwise_decoder == (overrides.get("layout", "stacked") == "stacked")
+        assert (kept_pixels.tokens is not None) == model.tokenwise_decoder
+        if kept_pixels.tokens is not None:
+            assert kept_pixels.tokens.shape[1] == 2 * ht * wt
         assert 0 < len(kept) == len(full) < 2 * 128 * 128
         for name in ("means", "quats", "log_scales", "opacity_logits", "colors"):
             assert torch.allclose(getattr(kept, name), getattr(full, name), atol=1e-5), name

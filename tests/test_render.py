@@ -10,7 +10,7 @@ import pytest
 import torch
 from gsplat.cuda._torch_impl import _fully_fused_projection, _quat_scale_to_covar_preci, _spherical_harmonics
 
-from stages.cameras import Cameras, look_at, orbit
+from stages.cameras import Cameras, look_at, make_cameras, orbit, spherical_eye
 from stages.gaussians import SH_C0, Gaussians
 from stages.render import pick_backend, project, render, scaled_rotations, view_colors
 from stages.render.rasterizer import rasterize
@@ -252,3 +252,12 @@ def test_torch_backend_matches_gsplat_on_cuda():
     assert float(torch.quantile(diff.flatten(), 0.999)) < 1e-4 and float(diff.max()) < 2e-2
     for a, b in zip(grads[1], grads[0], strict=True):
         assert float(torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0)) > 0.999
+
+
+def test_no_gaussians_render_the_background():
+    """An avatar that keeps no pixel renders as its background instead of crashing the rasteriser."""
+    g = Gaussians(torch.zeros(0, 3), torch.zeros(0, 4), torch.zeros(0, 3), torch.zeros(0), torch.zeros(0, 3))
+    cams = make_cameras(look_at(spherical_eye(torch.tensor([0.0]), torch.tensor([0.0]), 1.0)), 40.0, 16)
+    out = render(g, cams, background=(0.2, 0.4, 0.6))
+    assert out.rgb.shape == (1, 16, 16, 3) and torch.allclose(out.rgb[0, 3, 5], torch.tensor([0.2, 0.4, 0.6]))
+    assert float(out.alpha.abs().max()) == 0.0

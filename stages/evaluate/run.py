@@ -78,10 +78,10 @@ def predict(ep: Episode, model: Avat3rNet, meta: dict, device: torch.device, pri
                                      torch.Generator().manual_seed(seed))
     avatar = create_avatar(model, meta, inputs.images, inputs.masks, inputs.cameras, pos, conf,
                            feat if cfg.feat_dim > 0 else None)
-    driver = AvatarDriver(avatar, model)
+    driver = AvatarDriver(avatar, model, fast=False)  # scores in float32 on every device
     # A zero-initialised head with both skips on turns the prior into coloured points: the baseline.
     base_net = Avat3rNet(replace(cfg, pos_skip=True, rgb_skip=True)).to(device).eval()
-    base = AvatarDriver(avatar, base_net)
+    base = AvatarDriver(avatar, base_net, fast=False)
     black = torch.zeros(3, device=device)
     in_dirs = inputs.cameras.forward_dirs()
     tgt_dirs = targets.cameras.forward_dirs()

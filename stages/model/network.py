@@ -159,6 +159,9 @@ class Avat3rNet(nn.Module):
         self.kinds = kinds
         self.blocks = nn.ModuleList(Block(d, heads, cfg.mlp_ratio, cross=k == "cross") for k in kinds)
         self.first_cross = kinds.index("cross") if "cross" in kinds else len(kinds)
+        # cross-attention to S expression tokens, its MLP and the final norm act on each token alone when no
+        # self-attention follows: the per-frame path can then skip tokens outside the decoded windows
+        self.tokenwise_decoder = all(k == "cross" for k in kinds[self.first_cross:])
         self.norm = nn.LayerNorm(d)
         chans = [d, *cfg.up_channels]
         self.up = nn.ModuleList(UpStage(chans[i], chans[i + 1]) for i in range(len(cfg.up_channels)))
@@ -273,32 +276,41 @@ class Avat3rNet(nn.Module):
             raise AssertionError("a window lost kept pixels")
         gathered = IdentityState(**{name: t[0].reshape(-1, *t.shape[4:])[flat] if name not in ("tokens", "skip")
                                     else t for name, t in state.tensors().items()})
-        return KeptPixels(gathered, index, window, _crop(self.skip_term(state), window, p))
+        tokens = None
+        if self.tokenwise_decoder:  # the windows' tokens, contiguous, so a frame decodes nothing else
+            grid = state.tokens.view(V, g, g, -1).permute(0, 3, 1, 2)
+            tokens = _crop(grid, window, 1).flatten(2).transpose(1, 2).reshape(1, -1, grid.shape[1]).contiguous()
+        return KeptPixels(gathered, index, window, _crop(self.skip_term(state), window, p), tokens)
 
     def decode_kept(self, state: IdentityState, codes: Tensor, kept: KeptPixels) -> Gaussians:
         """The per-frame path of one avatar straight to the Gaussians of its kept pixels: the upsampler runs on
         the windows of `kept`, the 1×1 head and the activations on the kept pixels alone (about a quarter)."""
-        x = self._features(state, codes, kept.skip_term, kept.window)
+        x = self._features(state, codes, kept.skip_term, kept.window, kept.tokens)
         feats = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])[kept.index]
         out = F.linear(feats, self.head.weight.flatten(1), self.head.bias).float()
         m = self._activate(out, kept.state)
         return Gaussians(m.means, m.quats, m.log_scales, m.opacity_logits, m.colors)
 
-    def _features(self, state: IdentityState, codes: Tensor, skip_term: Tensor,
-                  window: tuple | None = None) -> Tensor:
+    def _features(self, state: IdentityState, codes: Tensor, skip_term: Tensor, window: tuple | None = None,
+                  window_tokens: Tensor | None = None) -> Tensor:
         """Cross-attention to the code, upsampler and fuse: (B*V, C, H, W) features before the output head
-        (within each view's window when one is given; `skip_term` must then be cropped the same way)."""
+        (within each view's window when one is given; `skip_term` must then be cropped the same way, and
+        `window_tokens`, when given, are the windows' tokens of a token-wise decoder, decoded alone)."""
         cfg = self.cfg
         B, V, H, W, _ = state.image.shape
         ctx = self.expr(codes.to(state.tokens.dtype))
-        tok = state.tokens
+        tok = state.tokens if window_tokens is None else window_tokens
         for blk in self.blocks[self.first_cross:]:
             tok = blk(tok, ctx)
         tok = self.norm(tok)
-        g = H // cfg.patch_size
-        x = tok.view(B * V, g, g, -1).permute(0, 3, 1, 2)
-        if window is not None:
-            x = _crop(x, window, 1)
+        if window_tokens is not None:
+            _, _, ht, wt = window
+            x = tok.view(B * V, ht, wt, -1).permute(0, 3, 1, 2)
+        else:
+            g = H // cfg.patch_size
+            x = tok.view(B * V, g, g, -1).permute(0, 3, 1, 2)
+            if window is not None:
+                x = _crop(x, window, 1)
         x = x.contiguous(memory_format=torch.channels_last)
         for stage in self.up:
             x = stage(x)
@@ -317,7 +329,7 @@ class Avat3rNet(nn.Module):
             means = s.rays_o + s.rays_d * depth
         colors = s.image + rgb if cfg.rgb_skip else torch.sigmoid(rgb)
         log_scales = torch.log(s.footprint.clamp(min=1e-6)).unsqueeze(-1) + sc.clamp(-4.0, 3.0) + math.log(0.8)
-        q = rot + torch.tensor([1.0, 0.0, 0.0, 0.0], device=rot.device)
+        q = torch.cat([rot[..., :1] + 1.0, rot[..., 1:]], dim=-1)  # identity-biased (no host tensor: graphable)
         quats = q * torch.rsqrt((q * q).sum(-1, keepdim=True).clamp_min(1e-12))
         return GaussianMaps(means, quats, log_scales, op[..., 0] + 1.0, colors, s.keep)
 
@@ -334,6 +346,7 @@ class KeptPixels:
     index: Tensor  # (N,) kept pixels within the stacked windows, view-major, row-major
     window: tuple  # (tops, lefts, height, width) in patches: one top-left per view, one common size
     skip_term: Tensor  # (V, C, h, w) the skip half of `fuse`, cropped to the windows
+    tokens: Tensor | None = None  # (1, V*ht*wt, D) the windows' tokens (token-wise decoders only)
 
 
 def _crop(x: Tensor, window: tuple, scale: int) -> Tensor:

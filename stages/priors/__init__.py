@@ -93,12 +93,14 @@ def priors_settings_key(capture: Capture, backend: str = "builtin", resolution: 
 
 def compute_priors(capture: Capture, backend: str = "builtin", resolution: int = 256,
                    device: torch.device | str = "cpu", checkpoint: Path | None = None, features: str = "none",
-                   sapiens: Path | None = None, progress: Progress | None = None) -> Priors:
+                   sapiens: Path | None = None, progress: Progress | None = None,
+                   key: dict[str, str] | None = None) -> Priors:
     """Priors for a capture at `resolution`² (the capture may be any square size). Deterministic for the same
-    inputs and device. Returns CPU float32 tensors; `progress`, if given, is called with each stage's name."""
+    inputs and device. Returns CPU float32 tensors; `progress`, if given, is called with each stage's name.
+    `key` is `priors_settings_key` of the same arguments when the caller has it (it hashes every pixel)."""
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     sapiens = Path(sapiens) if sapiens is not None else None
-    key = priors_settings_key(capture, backend, resolution, checkpoint, features, sapiens)
+    key = key or priors_settings_key(capture, backend, resolution, checkpoint, features, sapiens)
     start = time.perf_counter()
     note = progress or (lambda name: None)
     small = capture.resized(int(resolution))
@@ -147,7 +149,7 @@ def load_or_compute_priors(capture: Capture, backend: str = "builtin", resolutio
         if current is not None:
             current.meta[INFO_PREFIX + "reused"] = "true"
             return current
-    priors = compute_priors(capture, backend, resolution, device, checkpoint, features, sapiens, progress)
+    priors = compute_priors(capture, backend, resolution, device, checkpoint, features, sapiens, progress, key)
     if writable(path.parent):
         save_priors(path, priors)
     return priors

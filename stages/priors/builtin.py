@@ -126,11 +126,14 @@ def _verify_and_fill(cameras: Cameras, t: Tensor, score: Tensor, fg: Tensor, t_h
 
 
 def builtin_priors(images: Tensor, masks: Tensor, cameras: Cameras, settings: BuiltinSettings | None = None,
-                   steps: Callable[[str], None] | None = None) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+                   steps: Callable[[str], None] | None = None, bounds: tuple[Tensor, Tensor] | None = None
+                   ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
     """Positional maps (V, H, W, 3) and confidences (V, H, W) for images (V, H, W, 3) and masks (V, H, W).
 
     Also returns diagnostics (hull depth, stereo depth, agreeing-view counts) for previews and benchmarks.
-    `steps`, when given, is called with the name of each stage as it starts (progress reporting)."""
+    `steps`, when given, is called with the name of each stage as it starts (progress reporting). `bounds`
+    is `scene_bounds(cameras, masks)` when the caller has it: the only step that synchronises a GPU, so
+    passing it makes the rest recordable as a CUDA graph (`stages.create`)."""
     s = settings or BuiltinSettings()
     note = steps or (lambda name: None)
     V, size = images.shape[0], images.shape[1]
@@ -141,7 +144,7 @@ def builtin_priors(images: Tensor, masks: Tensor, cameras: Cameras, settings: Bu
     o, d = cameras.rays()
 
     note("hull")
-    centre, radius = scene_bounds(cameras, masks)
+    centre, radius = scene_bounds(cameras, masks) if bounds is None else bounds
     c0 = passes[0].size
     fg_c0 = _resize(masks[:, None], c0)[:, 0] > 0.5
     hull = carve(cameras.resized(c0, c0), _resize(masks[:, None], c0)[:, 0], centre, radius, s.hull_samples,

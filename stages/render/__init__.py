@@ -76,6 +76,9 @@ def render(gaussians: Gaussians, cameras: Cameras, background: Tensor | tuple | 
     cams = cameras.to(dev, dt)
     W, H, C = cams.width, cams.height, len(cams)
     bg = background_tensor(background, C, dev, dt)
+    if len(g) == 0:  # nothing to draw (gsplat's kernels cannot launch on zero Gaussians)
+        zero = torch.zeros(C, H, W, 1, device=dev, dtype=dt) + 0.0 * g.means.sum()  # keeps the autograd graph
+        return RenderOutput(bg[:, None, None, :].expand(C, H, W, 3) + zero, zero, zero)
     viewmats, Ks = cams.viewmats(), cams.K()
     colors = view_colors(g, cams.centers())  # (C, N, 3)
     scales, opacities = g.log_scales.exp(), torch.sigmoid(g.opacity_logits)
