@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from avat3r_cli.common import (
+    CompileOpt,
     DeviceOpt,
     QuietOpt,
     SeedOpt,
@@ -40,6 +41,7 @@ def animate_cmd(
     frames_dir: Annotated[Path | None, typer.Option(help="Also write every frame as an RGBA PNG here.")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Model checkpoint; default: the avatar's own.")] = None,
     device: DeviceOpt = "auto",
+    compile_frames: CompileOpt = False,
     quiet: QuietOpt = False,
     seed: SeedOpt = 0,
 ) -> None:
@@ -63,7 +65,7 @@ def animate_cmd(
     if (fps is not None and fps <= 0) or size < 16:
         raise BadInput("--fps must be positive and --size at least 16")
     bg = parse_background(background)
-    driver = open_avatar(avatar, checkpoint, dev)
+    driver = open_avatar(avatar, checkpoint, dev, compile=compile_frames)
     source = None
     if driving is not None:
         from stages.track.drive import track_driving

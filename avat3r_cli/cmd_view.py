@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from avat3r_cli.common import DeviceOpt, QuietOpt, SeedOpt, command, out_console, parse_background, start_run
+from avat3r_cli.common import (
+    CompileOpt,
+    DeviceOpt,
+    QuietOpt,
+    SeedOpt,
+    command,
+    out_console,
+    parse_background,
+    start_run,
+)
 from stages.errors import BadInput
 
 
@@ -31,6 +40,7 @@ def view_cmd(
         "--frame", help="With --export: which code of --exp to show (0-based; default: the neutral face).")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Model checkpoint; default: the avatar's own.")] = None,
     device: DeviceOpt = "auto",
+    compile_frames: CompileOpt = False,
     quiet: QuietOpt = False,
     seed: SeedOpt = 0,
 ) -> None:
@@ -50,7 +60,7 @@ def view_cmd(
     if frame is not None and (exp is None or export is None):
         raise BadInput("--frame picks the code of --exp to export; give --exp and --export too")
     bg = parse_background(background)
-    driver = open_avatar(avatar, checkpoint, dev)
+    driver = open_avatar(avatar, checkpoint, dev, compile=compile_frames)
     codes = load_codes(exp, driver.expression_dim) if exp is not None else None
     renderer = ViewRenderer(driver, bg, cache)
 

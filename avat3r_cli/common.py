@@ -28,6 +28,9 @@ out_console = Console(highlight=False)
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda or cuda:N.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; only the summary line.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same outputs.")]
+CompileOpt = Annotated[bool, typer.Option(
+    "--compile", help="On a GPU: compile the per-frame network (torch.compile) before the first frame: about "
+                      "15 s once, then faster frames (paper scale on an H100: 6.1 → 4.4 ms). For long runs.")]
 
 
 def resolve_device(spec: str) -> torch.device:

@@ -11,8 +11,11 @@ Creation (photos on the GPU → avatar):
   create       `stages.create.AvatarCreator`: priors + identity encoder in bf16, eager, then as one CUDA graph
 Per frame (expression code → rendered 512² or 256² image of one view):
   fp32 / bf16  the full per-pixel decoder (`decode`), then a gather of the kept pixels, then gsplat
-  kept         the avatar driver's path (`AvatarDriver`, bf16): windows' tokens and upsampler, head on kept
-               pixels only; eager, and as a CUDA graph (what `animate` and `view` run on a GPU)
+  kept         the avatar driver's path (`AvatarDriver`, a bf16 copy of the network): windows' tokens and
+               upsampler, head on kept pixels only; eager, and as a CUDA graph (what `animate` and `view` run
+               on a GPU); with --compile also torch.compile'd (inductor) inside the same graph
+  Frames render RGB only (`render(depth=False)`, as `animate` and `view` do); the render column also gives
+  RGB + depth, the old default.
 animate: frames/s of the loop `animate` runs (driver + render + copy to host + H.264 encoding) for 120 frames,
 writing in the loop versus in the background thread (`stages.video.BackgroundWriter`).
 
@@ -151,7 +154,7 @@ def animate_fps(driver: AvatarDriver, cam, codes: torch.Tensor, background: bool
 
 
 def bench_views(name: str, model: Avat3rNet, cfg, capture_dir: str, views: int, dev: torch.device,
-                repeats: int, profile: Path | None) -> dict:
+                repeats: int, profile: Path | None, compiled: bool) -> dict:
     """One row: creation, encoder, decoder, render and whole-frame timings for `views` input views."""
     images, masks, cams, cap = inputs_for(capture_dir, cfg.image_size, views, dev)
     cuda = dev.type == "cuda"
@@ -191,18 +194,29 @@ def bench_views(name: str, model: Avat3rNet, cfg, capture_dir: str, views: int, 
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda):
                 return model.decode(state32, code)
 
-        frame = {"fp32": lambda: render(gather_gaussians(model.decode(state32, code), idx), cam, background=bg).rgb,
-                 "bf16": lambda: render(gather_gaussians(decode_bf16(), idx), cam, background=bg).rgb}
+        def draw(g: Gaussians) -> torch.Tensor:
+            return render(g, cam, background=bg, depth=False).rgb
+
+        frame = {"fp32": lambda: draw(gather_gaussians(model.decode(state32, code), idx)),
+                 "bf16": lambda: draw(gather_gaussians(decode_bf16(), idx))}
         kept_eager, kept_graph = AvatarDriver(avatar, model, graph=False), AvatarDriver(avatar, model)
-        frame["kept bf16"] = lambda: render(kept_eager.gaussians(code), cam, background=bg).rgb
-        frame["kept bf16+graph"] = lambda: render(kept_graph.gaussians(code), cam, background=bg).rgb
+        frame["kept bf16"] = lambda: draw(kept_eager.gaussians(code))
+        frame["kept bf16+graph"] = lambda: draw(kept_graph.gaussians(code))
+        if cuda and compiled:
+            kept_compiled = AvatarDriver(avatar, model, compile=True)
+            start = time.perf_counter()
+            kept_compiled.gaussians(code)
+            row["compile_s"] = time.perf_counter() - start
+            frame["kept bf16+compile+graph"] = lambda: draw(kept_compiled.gaussians(code))
+            row["decoder_kept_compiled_ms"] = cuda_ms(lambda: kept_compiled.gaussians(code), repeats)
         row["decoder_bf16_ms"] = cuda_ms(decode_bf16, repeats)
         row["decoder_kept_ms"] = cuda_ms(lambda: kept_eager.gaussians(code), repeats)
         row["decoder_kept_graph_ms"] = cuda_ms(lambda: kept_graph.gaussians(code), repeats)
         row["frame_graphed"] = bool(kept_graph._graph)
         g = kept_graph.gaussians(code)
         row["gaussians"] = len(g)
-        row["render_ms"] = cuda_ms(lambda: render(g, cam, background=bg).rgb, repeats)
+        row["render_ms"] = cuda_ms(lambda: draw(g), repeats)
+        row["render_depth_ms"] = cuda_ms(lambda: render(g, cam, background=bg).rgb, repeats)
         row["frame_ms"] = {k: cuda_ms(f, repeats) for k, f in frame.items()}
         row["peak_inference_GB"] = torch.cuda.max_memory_allocated(dev) / 2**30 if cuda else float("nan")
         if views == 4:
@@ -238,7 +252,7 @@ def write_profiles(folder: Path, create, frame) -> None:
         (folder / f"{what}.txt").write_text(f"{n} calls\n{text}\n")
 
 
-def bench_config(name: str, dev: torch.device, repeats: int, profile: Path | None) -> list[dict]:
+def bench_config(name: str, dev: torch.device, repeats: int, profile: Path | None, compiled: bool) -> list[dict]:
     preset_name, capture_dir = CONFIGS[name]
     cfg = preset(preset_name)
     torch.manual_seed(0)
@@ -250,7 +264,8 @@ def bench_config(name: str, dev: torch.device, repeats: int, profile: Path | Non
     cap_full = read_capture(capture_dir)
     cli_ms = cuda_ms(lambda: compute_priors(cap_full, backend="builtin", resolution=cfg.image_size, device=dev),
                      repeats=5, warmup=1)
-    rows = [bench_views(name, model, cfg, capture_dir, views, dev, repeats, profile) for views in (1, 4)]
+    rows = [bench_views(name, model, cfg, capture_dir, views, dev, repeats, profile, compiled and views == 4)
+            for views in (1, 4)]
     rows[-1]["priors_cli_ms"] = cli_ms
     rows[-1]["train_step_ms"], rows[-1]["train_peak_GB"] = train_step_ms(cfg, capture_dir, dev)
     return rows
@@ -302,9 +317,9 @@ def tables(rows: list[dict]) -> str:
                                       _fmt(r.get("priors_cli_ms"), ".1f"), _fmt(r["priors_ms"], ".1f"),
                                       _fmt(r["encoder_ms"], ".2f"), _fmt(r["create_eager_ms"], ".1f"), graph,
                                       _fmt(r["peak_create_GB"], ".2f")]) + " |")
-    variants = list(rows[0]["frame_ms"])
+    variants = list(dict.fromkeys(v for r in rows for v in r["frame_ms"]))
     head = ["config", "res", "views", "Gaussians", "decoder ms (full, bf16)", "decoder ms (kept, bf16)",
-            "decoder ms (kept, graph)", "render ms"] + [f"frame ms {v}" for v in variants] + [
+            "decoder ms (kept, graph)", "render ms (RGB / RGB+depth)"] + [f"frame ms {v}" for v in variants] + [
             "fps (best)", "peak GB (driving)", "animate fps (write in loop / background)", "train step ms",
             "train peak GB"]
     out += ["", "Driving: expression code → one rendered view", "",
@@ -314,8 +329,8 @@ def tables(rows: list[dict]) -> str:
         cells = [f"{r['config']} ({r['params_M']:.1f}M)", f"{r['res']}²", str(r["views"]), f"{r['gaussians']:,}",
                  _fmt(r["decoder_bf16_ms"], ".2f"), _fmt(r["decoder_kept_ms"], ".2f"),
                  _fmt(r["decoder_kept_graph_ms"], ".2f") + ("" if r["frame_graphed"] else " (eager)"),
-                 _fmt(r["render_ms"], ".2f")]
-        cells += [f"{r['frame_ms'][v]:.2f}" for v in variants]
+                 f"{r['render_ms']:.2f} / {r['render_depth_ms']:.2f}"]
+        cells += [f"{r['frame_ms'][v]:.2f}" if v in r["frame_ms"] else "" for v in variants]
         cells += [f"{1000 / min(r['frame_ms'].values()):.0f}", _fmt(r["peak_inference_GB"], ".2f"),
                   f"{anim['in loop']:.0f} / {anim['background']:.0f} ({anim['encoder']})" if anim else "",
                   _fmt(r.get("train_step_ms"), ".0f"), _fmt(r.get("train_peak_GB"), ".1f")]
@@ -324,6 +339,8 @@ def tables(rows: list[dict]) -> str:
         if "prior_stages_ms" in r and r["views"] == 4:
             stages = ", ".join(f"{k} {v:.1f}" for k, v in r["prior_stages_ms"].items())
             out.append(f"\nEager prior stages, {r['config']} {r['res']}² 4 views (ms): {stages}")
+        if "compile_s" in r:
+            out.append(f"\ntorch.compile + graph recording of the {r['config']} driver: {r['compile_s']:.0f} s")
     return "\n".join(out) + "\n"
 
 
@@ -334,13 +351,14 @@ def main() -> None:
     ap.add_argument("--out", default="")
     ap.add_argument("--json", default="")
     ap.add_argument("--profile", type=Path, default=None, help="write kernel profiles of the eager paths here")
+    ap.add_argument("--compile", action="store_true", help="also time the driver with torch.compile (4 views)")
     args = ap.parse_args()
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # CPU: a smoke run (--configs tiny)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     rows = []
     for name in args.configs.split(","):
-        rows += bench_config(name, dev, args.repeats, args.profile)
+        rows += bench_config(name, dev, args.repeats, args.profile, args.compile)
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     except OSError:

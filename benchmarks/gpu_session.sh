@@ -82,7 +82,8 @@ elif [ "$PHASE" = ablations2 ]; then  # the fair run: same steps and data for ev
   done
   wait
 elif [ "$PHASE" = bench ]; then  # one GPU: issue 8's tables and profiles, the GPU tests, the viewer's frame rate
-  python benchmarks/bench_speed.py --json "$RUNS/bench_speed.json" --profile "$RUNS/profile" >"$OUT/bench_speed.md" 2>&1
+  python benchmarks/bench_speed.py --compile --json "$RUNS/bench_speed.json" --profile "$RUNS/profile" \
+    >"$OUT/bench_speed.md" 2>&1
   python -m pytest -q -m gpu -p no:cacheprovider tests/test_create.py tests/test_render.py \
     tests/test_render_fastpath.py tests/test_priors.py tests/test_view_server.py >"$RUNS/test_gpu.log" 2>&1
   python -m stages.view.bench examples/avatar.safetensors --device cuda >"$RUNS/view_bench.md" 2>&1

@@ -51,5 +51,5 @@ def render_frames(driver: AvatarDriver, codes: np.ndarray, cameras: Cameras,
     for i in range(len(codes)):
         g = driver.gaussians(codes[i])
         with torch.no_grad():
-            out = render(g, cams[i], background=bg)
+            out = render(g, cams[i], background=bg, depth=False)
         yield out.rgb[0].clamp(0, 1).cpu().numpy(), out.alpha[0, ..., 0].clamp(0, 1).cpu().numpy()

@@ -8,6 +8,7 @@ to rebuild. Its metadata names the checkpoint (path + sha256), the expression sp
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,12 +123,18 @@ class AvatarDriver:
     On a GPU (`fast`, the default there) a frame runs in bf16 and (`graph`) as a CUDA graph recorded on the
     first call: the per-frame path is launch-bound, and the graph replays all its kernels at once."""
 
-    def __init__(self, avatar: Avatar, model: Avat3rNet, fast: bool | None = None, graph: bool = True):
+    def __init__(self, avatar: Avatar, model: Avat3rNet, fast: bool | None = None, graph: bool = True,
+                 compile: bool = False):
         self.avatar, self.model = avatar, model
         dev = next(model.parameters()).device
         self.fast = dev.type == "cuda" if fast is None else fast
         # None: not recorded yet; False: not wanted, or recording failed
         self._graph: GraphedCall | None | bool = None if graph else False
+        # fast frames run a bf16 copy of the network: autocast would cast every weight again each frame
+        self._net = copy.deepcopy(model).to(torch.bfloat16) if self.fast else model
+        self._decode_fn = self._decode
+        if compile and self.fast:  # inductor fuses the upsampler's elementwise work (minutes to compile)
+            self._decode_fn = torch.compile(self._decode, dynamic=False)
         with torch.no_grad():
             state, _ = model.skip_inputs(avatar.images[None].to(dev), avatar.pos[None].to(dev),
                                          avatar.conf[None].to(dev), avatar.masks[None].to(dev),
@@ -136,7 +143,7 @@ class AvatarDriver:
         self.state: IdentityState = state
         self.device = dev
         with torch.no_grad():
-            self._kept = model.kept_pixels(state)  # the expression-independent part of every frame
+            self._kept = self._net.kept_pixels(state)  # the expression-independent part of every frame
 
     @property
     def expression_dim(self) -> int:
@@ -150,23 +157,22 @@ class AvatarDriver:
             code_t = torch.as_tensor(np.asarray(code, np.float32)).reshape(1, -1).to(self.device)
         if self.fast and self.device.type == "cuda":
             if self._graph is None:
-                self._graph = try_graph(self._decode, [code_t], "the avatar's frame") or False
+                self._graph = try_graph(self._decode_fn, [code_t], "the avatar's frame") or False
             if self._graph:  # clones: the graph's buffers are overwritten by the next frame
                 return Gaussians(*(t.clone() for t in self._graph(code_t)))
-        return Gaussians(*self._decode(code_t))
+        return Gaussians(*self._decode_fn(code_t))
 
     def _decode(self, code: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.fast, cache_enabled=False):
-            g = self.model.decode_kept(self.state, code, self._kept)
+        g = self._net.decode_kept(self.state, code, self._kept)
         return g.means, g.quats, g.log_scales, g.opacity_logits, g.colors
 
 
 def open_avatar(path: str | Path, checkpoint: str | Path | None = None,
-                device: torch.device | str = "cpu", fast: bool | None = None) -> AvatarDriver:
+                device: torch.device | str = "cpu", fast: bool | None = None, compile: bool = False) -> AvatarDriver:
     path = Path(path)
     avatar = load_avatar(path)
     ckpt = resolve_checkpoint(avatar, path, Path(checkpoint) if checkpoint else None)
     model, _ = load_model(ckpt, device)
     if model.cfg.expr_dim != avatar.expression_dim or model.cfg.width != avatar.tokens.shape[-1]:
         raise BadInput("avatar does not fit the checkpoint's network (expression width or token width differs)", path)
-    return AvatarDriver(avatar, model, fast)
+    return AvatarDriver(avatar, model, fast, compile=compile)

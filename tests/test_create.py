@@ -69,3 +69,22 @@ def test_graphed_creation_and_driving_match_eager_bf16():
     assert fast._graph  # recorded
     # results are copies: later frames did not overwrite the first one
     assert torch.allclose(first.colors, slow.gaussians(codes[0]).colors, atol=1e-4)
+
+
+def test_creator_matches_reconstruct_on_the_example_capture(tmp_path):
+    """The in-process path of the README (shipped model, example capture) gives the avatar `reconstruct` makes."""
+    import shutil
+
+    from stages.capture import read_capture
+    from stages.model.checkpoint import load_model
+    from stages.reconstruct import reconstruct
+
+    shutil.copytree("examples/capture", tmp_path / "cap")  # reconstruct caches its priors in the capture
+    model, meta = load_model(None, "cpu")
+    cap = read_capture(tmp_path / "cap").resized(model.cfg.image_size)
+    avatar = AvatarCreator(model, meta)(cap.images, cap.masks, cap.cameras)
+    reference = reconstruct(tmp_path / "cap")
+    assert torch.allclose(avatar.pos, reference.pos, atol=1e-5)
+    assert torch.allclose(avatar.tokens, reference.tokens, atol=1e-4)
+    assert avatar.meta == reference.meta
+    assert len(AvatarDriver(avatar, model).gaussians(torch.zeros(model.cfg.expr_dim))) > 10_000

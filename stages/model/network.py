@@ -279,7 +279,8 @@ class Avat3rNet(nn.Module):
         tokens = None
         if self.tokenwise_decoder:  # the windows' tokens, contiguous, so a frame decodes nothing else
             grid = state.tokens.view(V, g, g, -1).permute(0, 3, 1, 2)
-            tokens = _crop(grid, window, 1).flatten(2).transpose(1, 2).reshape(1, -1, grid.shape[1]).contiguous()
+            tokens = _crop(grid, window, 1).flatten(2).transpose(1, 2).reshape(1, -1, grid.shape[1])
+            tokens = tokens.to(self.norm.weight.dtype).contiguous()  # a bf16 copy of the net decodes in bf16
         return KeptPixels(gathered, index, window, _crop(self.skip_term(state), window, p), tokens)
 
     def decode_kept(self, state: IdentityState, codes: Tensor, kept: KeptPixels) -> Gaussians:
@@ -298,8 +299,10 @@ class Avat3rNet(nn.Module):
         `window_tokens`, when given, are the windows' tokens of a token-wise decoder, decoded alone)."""
         cfg = self.cfg
         B, V, H, W, _ = state.image.shape
-        ctx = self.expr(codes.to(state.tokens.dtype))
         tok = state.tokens if window_tokens is None else window_tokens
+        if not torch.is_autocast_enabled(tok.device.type):  # a bf16 copy of the network decodes bf16 tokens
+            tok = tok.to(self.norm.weight.dtype)
+        ctx = self.expr(codes.to(tok.dtype))
         for blk in self.blocks[self.first_cross:]:
             tok = blk(tok, ctx)
         tok = self.norm(tok)

@@ -22,7 +22,7 @@ BACKENDS = ("auto", "gsplat", "torch")
 class RenderOutput:
     rgb: Tensor  # (C, H, W, 3), background composited
     alpha: Tensor  # (C, H, W, 1)
-    depth: Tensor  # (C, H, W, 1) expected camera-space z (0 where alpha is 0)
+    depth: Tensor | None  # (C, H, W, 1) expected camera-space z (0 where alpha is 0); None unless asked for
 
 
 def background_tensor(background: Tensor | tuple | list | None, n_cams: int, device: torch.device,
@@ -58,11 +58,12 @@ def _camera_groups(n_cams: int, pixels: int, max_pixels: int = 1 << 20) -> list[
 
 def render(gaussians: Gaussians, cameras: Cameras, background: Tensor | tuple | None = None,
            backend: str = "auto", *, eps2d: float = 0.3, near_plane: float = 0.01,
-           far_plane: float = 1e10) -> RenderOutput:
+           far_plane: float = 1e10, depth: bool = True) -> RenderOutput:
     """Render every camera (image size from `cameras`). Differentiable in all Gaussian parameters.
 
     The cameras are moved to the Gaussians' device and dtype. `background` is an RGB colour (default black).
-    Rasterisation always runs outside autocast: bf16/fp16 Gaussians are promoted to float32.
+    Rasterisation always runs outside autocast: bf16/fp16 Gaussians are promoted to float32. `depth=False`
+    skips the depth channel (gsplat then blends 3 channels instead of 4: what driving wants).
     """
     if torch.is_autocast_enabled(gaussians.means.device.type) or gaussians.means.dtype in (torch.float16,
                                                                                            torch.bfloat16):
@@ -70,7 +71,8 @@ def render(gaussians: Gaussians, cameras: Cameras, background: Tensor | tuple | 
             g32 = gaussians.to(gaussians.means.device, torch.float32) if gaussians.means.dtype != torch.float64 \
                 else gaussians
             bg = background.float() if torch.is_tensor(background) else background
-            return render(g32, cameras, bg, backend, eps2d=eps2d, near_plane=near_plane, far_plane=far_plane)
+            return render(g32, cameras, bg, backend, eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
+                          depth=depth)
     g = gaussians
     dev, dt = g.means.device, g.means.dtype
     cams = cameras.to(dev, dt)
@@ -78,15 +80,14 @@ def render(gaussians: Gaussians, cameras: Cameras, background: Tensor | tuple | 
     bg = background_tensor(background, C, dev, dt)
     if len(g) == 0:  # nothing to draw (gsplat's kernels cannot launch on zero Gaussians)
         zero = torch.zeros(C, H, W, 1, device=dev, dtype=dt) + 0.0 * g.means.sum()  # keeps the autograd graph
-        return RenderOutput(bg[:, None, None, :].expand(C, H, W, 3) + zero, zero, zero)
+        return RenderOutput(bg[:, None, None, :].expand(C, H, W, 3) + zero, zero, zero if depth else None)
     viewmats, Ks = cams.viewmats(), cams.K()
     colors = view_colors(g, cams.centers())  # (C, N, 3)
     scales, opacities = g.log_scales.exp(), torch.sigmoid(g.opacity_logits)
     if pick_backend(backend, dev, dt) == "gsplat":
-        rgb, alpha, depth = gsplat_backend.rasterize_gsplat(g.means, g.quats, scales, opacities, colors,
-                                                            viewmats, Ks, W, H, bg, eps2d, near_plane,
-                                                            far_plane)
-        return RenderOutput(rgb, alpha, depth)
+        rgb, alpha, z = gsplat_backend.rasterize_gsplat(g.means, g.quats, scales, opacities, colors, viewmats,
+                                                        Ks, W, H, bg, eps2d, near_plane, far_plane, depth)
+        return RenderOutput(rgb, alpha, z)
     rs = scaled_rotations(g.quats, scales)
     outs = []
     for group in _camera_groups(C, W * H):
@@ -94,8 +95,8 @@ def render(gaussians: Gaussians, cameras: Cameras, background: Tensor | tuple | 
                  for c in group]
         cols = [colors[c].index_select(0, p.ids) for c, p in zip(group, projs, strict=True)]
         outs.append(rasterize(projs, cols, W, H, bg[group]))
-    rgb, alpha, depth = (torch.cat(t) for t in zip(*outs, strict=True))
-    return RenderOutput(rgb, alpha, depth)
+    rgb, alpha, z = (torch.cat(t) for t in zip(*outs, strict=True))
+    return RenderOutput(rgb, alpha, z if depth else None)
 
 
 __all__ = ["BACKENDS", "Projected", "RenderOutput", "pick_backend", "project", "rasterize", "render",

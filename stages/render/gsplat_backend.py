@@ -21,12 +21,14 @@ def available() -> bool:
 
 def rasterize_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
                      viewmats: Tensor, Ks: Tensor, width: int, height: int, background: Tensor,
-                     eps2d: float, near_plane: float, far_plane: float) -> tuple[Tensor, Tensor, Tensor]:
-    """colors (C, N, 3), background (C, 3). Returns rgb (C,H,W,3), alpha (C,H,W,1), depth (C,H,W,1)."""
+                     eps2d: float, near_plane: float, far_plane: float, depth: bool = True
+                     ) -> tuple[Tensor, Tensor, Tensor | None]:
+    """colors (C, N, 3), background (C, 3). Returns rgb (C,H,W,3), alpha (C,H,W,1), depth (C,H,W,1) or None."""
     from gsplat import rasterization
 
     out, alpha, _ = rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
                                   near_plane=near_plane, far_plane=far_plane, eps2d=eps2d,
-                                  backgrounds=background, render_mode="RGB+ED", rasterize_mode="classic",
+                                  backgrounds=background, render_mode="RGB+ED" if depth else "RGB",
+                                  rasterize_mode="classic",
                                   packed=False)  # gsplat 1.5.3's packed mode rejects per-image backgrounds
-    return out[..., :3], alpha, out[..., 3:4]
+    return out[..., :3], alpha, out[..., 3:4] if depth else None

@@ -110,7 +110,7 @@ class ViewRenderer:
             t1 = time.perf_counter()
             cam = orbit_camera(request.camera, self.radius, self.focal_fraction, request.size)
             with torch.no_grad():
-                out = render(g, cam.to(self.device), background=self.background)
+                out = render(g, cam.to(self.device), background=self.background, depth=False)
             rgb = out.rgb[0].clamp(0, 1).cpu().numpy()
             data, mime = encode_image(rgb, request.format)
             t2 = time.perf_counter()
