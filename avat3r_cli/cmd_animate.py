@@ -52,7 +52,7 @@ def animate_cmd(
     from stages.animate import camera_path, render_frames
     from stages.avatar import open_avatar
     from stages.expressions import load_codes
-    from stages.io import atomic_dir, atomic_path, to_uint8
+    from stages.io import atomic_dir, atomic_path
     from stages.video import BackgroundWriter, mp4_writer
 
     dev, rep = start_run(device, quiet, seed)
@@ -89,11 +89,11 @@ def animate_cmd(
                 if frames_dir is not None:
                     with atomic_dir(frames_dir) as tmp_frames:
                         for i, (rgb, alpha) in enumerate(rep.track(frames, "animating", total=len(codes))):
-                            video.put(to_uint8(rgb))
-                            imageio.imwrite(tmp_frames / f"{i:05d}.png", to_uint8(np.dstack([rgb, alpha])))
+                            video.put(rgb)
+                            imageio.imwrite(tmp_frames / f"{i:05d}.png", np.dstack([rgb, alpha]))
                 else:
                     for rgb, _ in rep.track(frames, "animating", total=len(codes)):
-                        video.put(to_uint8(rgb))
+                        video.put(rgb)
         finally:
             writer.close()
     rep.summary(f"wrote {out} ({len(codes)} frames at {fps:g} fps, {cams.width}x{cams.height}"

@@ -16,8 +16,9 @@ Per frame (expression code → rendered 512² or 256² image of one view):
                on a GPU); with --compile also torch.compile'd (inductor) inside the same graph
   Frames render RGB only (`render(depth=False)`, as `animate` and `view` do); the render column also gives
   RGB + depth, the old default.
-animate: frames/s of the loop `animate` runs (driver + render + copy to host + H.264 encoding) for 120 frames,
-writing in the loop versus in the background thread (`stages.video.BackgroundWriter`).
+animate: frames/s of the loop `animate` runs (`render_frames`: driver, render, uint8 on the device, copy to the
+host; then H.264 encoding) for 120 frames, writing in the loop versus in the background thread
+(`stages.video.BackgroundWriter`).
 
     python benchmarks/bench_speed.py [--configs shipped,paper] [--out benchmarks/RESULTS.md] [--profile DIR]
 """
@@ -133,20 +134,19 @@ def _video_writer(path: Path, size: tuple[int, int]):
         return w, w.name
 
 
-def animate_fps(driver: AvatarDriver, cam, codes: torch.Tensor, background: bool) -> tuple[float, str]:
-    """Frames per second of animate's loop: drive, render, copy to the host, encode to a temporary mp4."""
-    from stages.io import to_uint8
+def animate_fps(driver: AvatarDriver, cams, codes: torch.Tensor, background: bool) -> tuple[float, str]:
+    """Frames per second of animate's loop (`stages.animate.render_frames`: drive, render, quantise on the
+    device, copy to the host) with encoding to a temporary mp4, in the loop or in the background thread."""
+    from stages.animate import render_frames
     from stages.video import BackgroundWriter
 
-    bg = torch.ones(3, device=driver.device)
     with tempfile.TemporaryDirectory() as tmp:
-        writer, encoder = _video_writer(Path(tmp) / "v.mp4", (cam.width, cam.height))
+        writer, encoder = _video_writer(Path(tmp) / "v.mp4", (cams.width, cams.height))
         video = BackgroundWriter(writer.append_data) if background else None
         put = video.put if video else writer.append_data
         start = time.perf_counter()
-        for code in codes:
-            out = render(driver.gaussians(code), cam, background=bg)
-            put(to_uint8(out.rgb[0].clamp(0, 1).cpu().numpy()))
+        for rgb, _ in render_frames(driver, codes, cams):
+            put(rgb)
         if video:
             video.close()
         writer.close()
@@ -222,7 +222,8 @@ def bench_views(name: str, model: Avat3rNet, cfg, capture_dir: str, views: int, 
         if views == 4:
             codes = torch.rand(120 if cuda else 4, cfg.expr_dim, device=dev, generator=None)
             try:
-                (loop, enc), (bgw, _) = (animate_fps(kept_graph, cam, codes, b) for b in (False, True))
+                cams_n = cap.cameras[[0] * len(codes)]
+                (loop, enc), (bgw, _) = (animate_fps(kept_graph, cams_n, codes, b) for b in (False, True))
                 row["animate_fps"] = {"in loop": loop, "background": bgw, "encoder": enc}
             except (OSError, RuntimeError, ImportError) as exc:  # no ffmpeg on this machine
                 print(f"animate loop not measured: {exc}")

@@ -15,7 +15,7 @@ CPU = [
     ["benchmarks/bench_priors.py", "--seeds", "2", "--device", "cpu"],
 ]
 GPU = [
-    ["benchmarks/bench_speed.py", "--out", "benchmarks/RESULTS.md"],  # appends its table with card, date, commit
+    ["benchmarks/bench_speed.py", "--compile", "--out", "benchmarks/RESULTS.md"],  # appends tables: card, date, commit
     ["benchmarks/bench_model.py", "--device", "cuda"],
     ["benchmarks/bench_priors.py", "--seeds", "2", "--device", "cuda", "--resolution", "512"],
     ["benchmarks/gpu_parity.py", "--out", "/tmp/parity.md"],

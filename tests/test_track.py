@@ -220,9 +220,10 @@ def test_track_driving_follows_the_head_and_frames_like_front(clip):
     source, codes, follow = track_driving(path, driver, None, 64, None, 1.0)
     assert codes.shape == (12, 52) and len(follow) == 12
     assert torch.allclose(follow.centers().norm(dim=-1), torch.full((12,), 1.3), atol=1e-4)
-    renders = ((np.zeros((64, 64, 3), np.float32), np.zeros((64, 64), np.float32)) for _ in range(12))
+    renders = ((np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64), np.uint8)) for _ in range(12))
     rgb, alpha = next(beside(source, renders))
-    assert rgb.shape == (64, 128, 3) and alpha[:, :64].min() == 1.0 and rgb[:, :64].std() > 0.05
+    assert rgb.dtype == np.uint8 and alpha.dtype == np.uint8
+    assert rgb.shape == (64, 128, 3) and alpha[:, :64].min() == 255 and rgb[:, :64].std() > 12
     with pytest.raises(Exception, match="ARKit-52"):
         track_driving(path, SimpleNamespace(expression_dim=10, avatar=None), None, 64, None, 1.0)
 

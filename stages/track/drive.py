@@ -56,8 +56,8 @@ def _fit_height(frame: np.ndarray, height: int) -> np.ndarray:
 
 def beside(source: Iterable[np.ndarray], frames: Iterable[tuple[np.ndarray, np.ndarray]]
            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(rgb, alpha) frames with the driving frame (opaque) left of each rendered one, at the render's height."""
+    """uint8 (rgb, alpha) frames with the driving frame (opaque) left of each rendered one, at its height."""
     for drv, (rgb, alpha) in zip(source, frames, strict=False):
-        left = _fit_height(drv, rgb.shape[0]).astype(np.float32) / 255.0
+        left = _fit_height(drv, rgb.shape[0]).astype(np.uint8)
         yield (np.concatenate([left, rgb], axis=1),
-               np.concatenate([np.ones(left.shape[:2], np.float32), alpha], axis=1))
+               np.concatenate([np.full(left.shape[:2], 255, np.uint8), alpha], axis=1))
