@@ -345,6 +345,18 @@ def tables(rows: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
+def source_commit() -> str:
+    """The commit measured, marked "+changes" when tracked files differ from it (a copied working tree)."""
+    try:
+        git = ["git", "-C", str(Path(__file__).resolve().parent.parent)]
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True).stdout.strip()
+    except OSError:
+        return ""
+    return head + ("+changes" if head and dirty else "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", default="shipped,paper")
@@ -360,10 +372,7 @@ def main() -> None:
     rows = []
     for name in args.configs.split(","):
         rows += bench_config(name, dev, args.repeats, args.profile, args.compile)
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = ""
+    commit = source_commit()
     card = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
     header = (f"\n### bench_speed — {card}, {datetime.date.today()}, commit "
               f"{commit or 'unknown'}, torch {torch.__version__}\n\n")

@@ -29,6 +29,8 @@ class AvatarCreator:
 
     def __init__(self, model: Avat3rNet, model_meta: dict | None = None, fast: bool | None = None,
                  graph: bool = True, settings: BuiltinSettings | None = None):
+        if model.cfg.feat_dim > 0:
+            raise ValueError("this network needs semantic features per view; make its avatars with `reconstruct`")
         self.model, self.meta = model, dict(model_meta or {})
         self.device = next(model.parameters()).device
         self.fast = self.device.type == "cuda" if fast is None else fast
@@ -48,9 +50,11 @@ class AvatarCreator:
     def __call__(self, images: Tensor, masks: Tensor, cameras: Cameras) -> Avatar:
         cfg = self.model.cfg
         V, H, W = masks.shape
-        if H != cfg.image_size or W != cfg.image_size or images.shape != (V, H, W, 3) or len(cameras) != V:
-            raise ValueError(f"need V images (V, {cfg.image_size}, {cfg.image_size}, 3), masks and V cameras; got "
-                             f"{tuple(images.shape)}, {tuple(masks.shape)}, {len(cameras)} cameras")
+        if (H != cfg.image_size or W != cfg.image_size or images.shape != (V, H, W, 3) or len(cameras) != V
+                or (cameras.width, cameras.height) != (W, H)):
+            raise ValueError(f"need V images (V, {cfg.image_size}, {cfg.image_size}, 3), masks and V cameras of that "
+                             f"size; got {tuple(images.shape)}, {tuple(masks.shape)}, {len(cameras)} cameras of "
+                             f"{cameras.width}x{cameras.height}")
         cams = cameras.to(self.device, torch.float32)
         images, masks = images.to(self.device, torch.float32), masks.to(self.device, torch.float32)
         centre, radius = scene_bounds(cams, masks)

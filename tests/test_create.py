@@ -44,6 +44,10 @@ def test_creator_rejects_wrong_shapes():
     small, _ = scene_capture(4, 32)
     with pytest.raises(ValueError, match="need V images"):
         creator(small.images, small.masks, small.cameras)
+    with pytest.raises(ValueError, match="need V images"):  # cameras of another image size
+        creator(cap.images, cap.masks, small.cameras)
+    with pytest.raises(ValueError, match="semantic features"):
+        AvatarCreator(Avat3rNet(preset("tiny", feat_dim=8)))
 
 
 @pytest.mark.gpu
