@@ -54,6 +54,7 @@ def render_frames(driver: AvatarDriver, codes: np.ndarray, cameras: Cameras,
         g = driver.gaussians(codes[i])
         with torch.no_grad():
             out = render(g, cams[i], background=bg, depth=False)
+            # the rounding of stages.io.to_uint8, on the device
             rgba = torch.cat([out.rgb[0], out.alpha[0]], dim=-1).clamp(0, 1).mul(255.0).add(0.5).to(torch.uint8)
         rgba = rgba.cpu().numpy()
         yield rgba[..., :3], rgba[..., 3]

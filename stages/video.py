@@ -56,9 +56,9 @@ class BackgroundWriter:
         self.close()
 
 
-def mp4_writer(path: str | Path, fps: float):
+def mp4_writer(path: str | Path, fps: float, quality: int = 8):
     """An imageio ffmpeg writer for H.264 mp4 that plays everywhere (yuv420p) and takes any frame size."""
     import imageio.v2 as imageio
 
-    return imageio.get_writer(path, format="FFMPEG", fps=fps, codec="libx264", quality=8, macro_block_size=1,
-                              pixelformat="yuv420p")
+    return imageio.get_writer(path, format="FFMPEG", fps=fps, codec="libx264", quality=quality,
+                              macro_block_size=1, pixelformat="yuv420p")

@@ -84,13 +84,11 @@ def driving_frames(n: int = 50, size: int = 192) -> tuple[np.ndarray, np.ndarray
 
 def write_clip(path: str | Path, frames: np.ndarray, fps: float = 25.0) -> None:
     """Write frames as an H.264 mp4 (atomically)."""
-    import imageio.v2 as imageio
-
     from stages.io import atomic_path
+    from stages.video import mp4_writer
 
     with atomic_path(path) as tmp:
-        writer = imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=7, macro_block_size=1,
-                                    pixelformat="yuv420p")
+        writer = mp4_writer(tmp, fps, quality=7)
         try:
             for f in frames:
                 writer.append_data(np.ascontiguousarray(f))
