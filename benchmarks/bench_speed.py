@@ -169,7 +169,7 @@ def bench_views(name: str, model: Avat3rNet, cfg, capture_dir: str, views: int, 
     creator = AvatarCreator(model)
     avatar = creator(images, masks, cams)
     row["create_graph_ms"] = cuda_ms(lambda: creator(images, masks, cams), repeats)
-    row["create_graphed"] = bool(creator._graphs.get((views, cfg.image_size, cfg.image_size)))
+    row["create_graphed"] = creator.graphed(views)
     row["peak_create_GB"] = torch.cuda.max_memory_allocated(dev) / 2**30 if cuda else float("nan")
     # driving: the priors of these views computed from all 4 (one view alone gives the hull, which keeps no
     # confident pixels), so 1- and 4-view avatars keep the same pixels per view
@@ -212,7 +212,7 @@ def bench_views(name: str, model: Avat3rNet, cfg, capture_dir: str, views: int, 
         row["decoder_bf16_ms"] = cuda_ms(decode_bf16, repeats)
         row["decoder_kept_ms"] = cuda_ms(lambda: kept_eager.gaussians(code), repeats)
         row["decoder_kept_graph_ms"] = cuda_ms(lambda: kept_graph.gaussians(code), repeats)
-        row["frame_graphed"] = bool(kept_graph._graph)
+        row["frame_graphed"] = kept_graph.graphed
         g = kept_graph.gaussians(code)
         row["gaussians"] = len(g)
         row["render_ms"] = cuda_ms(lambda: draw(g), repeats)

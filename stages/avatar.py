@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 from stages.cameras import Cameras
 from stages.errors import BadInput
 from stages.gaussians import Gaussians
-from stages.graphs import GraphedCall, try_graph
+from stages.graphs import LazyGraph
 from stages.io import atomic_path
 from stages.model import Avat3rNet, IdentityState
 from stages.model.checkpoint import DEFAULT_CHECKPOINT, checkpoint_sha256, load_model
@@ -128,13 +128,14 @@ class AvatarDriver:
         self.avatar, self.model = avatar, model
         dev = next(model.parameters()).device
         self.fast = dev.type == "cuda" if fast is None else fast
-        # None: not recorded yet; False: not wanted, or recording failed
-        self._graph: GraphedCall | None | bool = None if graph else False
         # fast frames run a bf16 copy of the network: autocast would cast every weight again each frame
         self._net = copy.deepcopy(model).to(torch.bfloat16) if self.fast else model
-        self._decode_fn = self._decode
-        if compile and self.fast:  # inductor fuses the upsampler's elementwise work (minutes to compile)
-            self._decode_fn = torch.compile(self._decode, dynamic=False)
+        decode = self._decode
+        if compile and self.fast:  # inductor fuses the upsampler's elementwise work (seconds to compile)
+            decode = torch.compile(self._decode, dynamic=False)
+        if graph and self.fast and dev.type == "cuda":
+            decode = LazyGraph(decode, "the avatar's frame")
+        self._frame = decode
         with torch.no_grad():
             state, _ = model.skip_inputs(avatar.images[None].to(dev), avatar.pos[None].to(dev),
                                          avatar.conf[None].to(dev), avatar.masks[None].to(dev),
@@ -155,12 +156,12 @@ class AvatarDriver:
             code_t = code.detach().to(self.device, torch.float32).reshape(1, -1)
         else:
             code_t = torch.as_tensor(np.asarray(code, np.float32)).reshape(1, -1).to(self.device)
-        if self.fast and self.device.type == "cuda":
-            if self._graph is None:
-                self._graph = try_graph(self._decode_fn, [code_t], "the avatar's frame") or False
-            if self._graph:  # clones: the graph's buffers are overwritten by the next frame
-                return Gaussians(*(t.clone() for t in self._graph(code_t)))
-        return Gaussians(*self._decode_fn(code_t))
+        return Gaussians(*self._frame(code_t))
+
+    @property
+    def graphed(self) -> bool:
+        """Whether frames replay a recorded CUDA graph (after the first frame; False when recording failed)."""
+        return isinstance(self._frame, LazyGraph) and self._frame.recorded
 
     def _decode(self, code: torch.Tensor) -> tuple[torch.Tensor, ...]:
         g = self._net.decode_kept(self.state, code, self._kept)

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from stages.avatar import Avatar, avatar_meta
 from stages.cameras import Cameras
-from stages.graphs import GraphedCall, try_graph
+from stages.graphs import LazyGraph
 from stages.model import Avat3rNet
 from stages.priors.builtin import BuiltinSettings, builtin_priors
 from stages.priors.geometry import scene_bounds
@@ -36,7 +36,7 @@ class AvatarCreator:
         self.fast = self.device.type == "cuda" if fast is None else fast
         self.graph = graph
         self.settings = settings or BuiltinSettings()
-        self._graphs: dict[tuple, GraphedCall | bool] = {}  # False: recording failed for that shape
+        self._graphs: dict[tuple, LazyGraph] = {}  # one per (views, width, height)
 
     def _run(self, images: Tensor, masks: Tensor, c2w: Tensor, fx: Tensor, fy: Tensor, cx: Tensor, cy: Tensor,
              centre: Tensor, radius: Tensor, width: int, height: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -64,12 +64,12 @@ class AvatarCreator:
         def run(*a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             return self._run(*a, *size)
 
-        key = (V, *size)
-        if self.fast and self.graph and self.device.type == "cuda" and self._graphs.get(key) is not False:
-            if key not in self._graphs:
-                self._graphs[key] = try_graph(run, args, f"creating a {V}-view avatar") or False
-            graph = self._graphs[key]
-            pos, conf, tokens = (t.clone() for t in graph(*args)) if graph else run(*args)
-        else:
-            pos, conf, tokens = run(*args)
+        if self.fast and self.graph and self.device.type == "cuda":
+            run = self._graphs.setdefault((V, *size), LazyGraph(run, f"creating a {V}-view avatar"))
+        pos, conf, tokens = run(*args)
         return Avatar(tokens, images, pos, conf, masks, cams, avatar_meta(self.model, self.meta, V))
+
+    def graphed(self, views: int) -> bool:
+        """Whether creating `views`-view avatars replays a recorded CUDA graph."""
+        size = self.model.cfg.image_size
+        return (views, size, size) in self._graphs and self._graphs[(views, size, size)].recorded

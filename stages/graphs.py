@@ -53,3 +53,25 @@ def try_graph(fn: Callable[..., Outputs], example: Sequence[Tensor], what: str) 
         log.warning("CUDA graph for %s failed (%s); running it eagerly", what, str(exc).splitlines()[0])
         torch.cuda.synchronize()
         return None
+
+
+class LazyGraph:
+    """fn(*inputs) recorded as a CUDA graph on its first call and replayed after; when recording fails, fn
+    runs eagerly from then on. Returns copies of the graph's outputs, so results outlive the next call."""
+
+    def __init__(self, fn: Callable[..., Outputs], what: str):
+        self.fn, self.what = fn, what
+        self._graph: GraphedCall | None = None
+        self._tried = False
+
+    @property
+    def recorded(self) -> bool:
+        return self._graph is not None
+
+    def __call__(self, *inputs: Tensor) -> Outputs:
+        if not self._tried:
+            self._tried = True
+            self._graph = try_graph(self.fn, inputs, self.what)
+        if self._graph is None:
+            return tuple(self.fn(*inputs))
+        return tuple(t.clone() for t in self._graph(*inputs))
