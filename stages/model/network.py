@@ -196,7 +196,9 @@ class Avat3rNet(nn.Module):
         with torch.autocast(images.device.type, enabled=False):  # ray geometry must stay float32
             o, d = cameras.to(images.device, torch.float32).rays(H, W)
         o, d = o.view(B, V, H, W, 3), d.view(B, V, H, W, 3)
-        pos = torch.where(keep[..., None], pos, torch.zeros_like(pos))
+        # every foreground pixel's prior position reaches the tokens, with its confidence beside it: the
+        # unconfirmed half of the geometry is still the best guess there is (only Gaussians need `keep`)
+        pos = torch.where(fg[..., None], pos, torch.zeros_like(pos))
         img_n, pos_n, conf_n = images * 2 - 1, pos * POS_SCALE, (conf * fg).unsqueeze(-1)
         plucker = torch.cat([torch.cross(o, d, dim=-1), d], dim=-1)
         parts = [img_n, plucker] + ([pos_n, conf_n] if cfg.use_pos_prior else [])
@@ -212,12 +214,17 @@ class Avat3rNet(nn.Module):
                         feat: Tensor | None = None) -> IdentityState:
         """images (B,V,H,W,3) in [0,1], pos (B,V,H,W,3), conf and masks (B,V,H,W), cameras: B*V of them
         (view-major within each batch element), feat (B,V,h,w,C) or None."""
+        if (feat is None) != (self.feat_proj is None):  # a projection trained on nothing would be noise
+            raise ValueError(f"the model takes {self.cfg.feat_dim} semantic feature channels but was given "
+                             f"{'none' if feat is None else feat.shape[-1]}")
         state, x = self.skip_inputs(images, pos, conf, masks, cameras)
         B, V = images.shape[:2]
         tok = self.tokenizer(x)  # (B*V, D, h, w)
         h, w = tok.shape[-2:]
         tok = tok.flatten(2).transpose(1, 2) + self.pos_embed  # (B*V, h*w, D)
         if feat is not None and self.feat_proj is not None:
+            if feat.shape[-1] != self.cfg.feat_dim:
+                raise ValueError(f"the model takes {self.cfg.feat_dim} semantic feature channels, got {feat.shape[-1]}")
             f = feat.reshape(B * V, *feat.shape[2:]).permute(0, 3, 1, 2).float()
             ys = (torch.arange(h, device=f.device) + 0.5) / h * 2 - 1
             xs = (torch.arange(w, device=f.device) + 0.5) / w * 2 - 1

@@ -120,6 +120,11 @@ def validation_grid(pred: Tensor, batch: Batch, path: Path, max_rows: int = 4) -
 def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = True,
           stop_after: int | None = None) -> Path:
     """Train (or resume) the run in cfg.out; returns the run folder. `stop_after` ends early (for tests)."""
+    if preset(cfg.preset, **cfg.model_overrides).feat_dim > 0:  # no training source yields Sapiens features yet
+        from stages.errors import BadInput
+
+        raise BadInput("feat_dim > 0 needs semantic features, which no training source provides yet; train with "
+                       "feat_dim=0", cfg.out)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank = int(os.environ.get("RANK", "0"))
     if distributed:
