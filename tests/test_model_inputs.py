@@ -74,3 +74,23 @@ def test_training_refuses_feature_channels_it_cannot_feed(tmp_path):
     with pytest.raises(BadInput, match="feat_dim > 0 needs semantic features"):
         train(cfg, log=lambda m: None, resume=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_checkpoints_from_before_the_switch_keep_their_token_inputs():
+    """A config saved without `token_positions` (the shipped releases) rebuilds the network it was trained as."""
+    import json
+
+    from stages.model.config import ModelConfig
+
+    old = json.loads(preset("tiny").to_json())
+    del old["token_positions"]
+    assert ModelConfig.from_json(json.dumps(old)).token_positions == "confident"
+    cfg = preset("tiny", token_positions="confident")
+    model = Avat3rNet(cfg).eval()
+    imgs, pos, conf, masks, cams = _inputs(cfg)
+    moved = pos.clone()
+    moved[..., cfg.image_size // 2 :, cfg.image_size // 8 :, :] += 0.05  # unconfident foreground: zeroed
+    with torch.no_grad():
+        a = model.encode_identity(imgs, pos, conf, masks, cams).tokens
+        b = model.encode_identity(imgs, moved, conf, masks, cams).tokens
+    assert torch.equal(a, b)

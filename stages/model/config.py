@@ -28,6 +28,9 @@ class ModelConfig:
     conf_threshold: float = 0.5  # drop pixels whose prior confidence is below this (and outside the mask)
     max_offset: float = 0.05  # metres: bound on the predicted position offset from the prior
     max_views: int = 4
+    # which prior positions the tokens see: "foreground" (all of it, confidence beside it) or "confident" (the
+    # first releases: unconfirmed pixels zeroed, so half the geometry never reached the transformer)
+    token_positions: str = "foreground"
 
     def __post_init__(self) -> None:
         self.up_channels = tuple(self.up_channels)
@@ -40,6 +43,8 @@ class ModelConfig:
             raise ValueError("image_size must be a multiple of patch_size")
         if self.width % self.head_dim:
             raise ValueError("width must be a multiple of head_dim")
+        if self.token_positions not in ("foreground", "confident"):
+            raise ValueError("token_positions must be 'foreground' or 'confident'")
         if self.layout not in ("stacked", "interleaved"):
             raise ValueError("layout must be 'stacked' or 'interleaved'")
 
@@ -49,6 +54,7 @@ class ModelConfig:
     @staticmethod
     def from_json(text: str) -> ModelConfig:
         data = json.loads(text)
+        data.setdefault("token_positions", "confident")  # checkpoints from before the switch were trained so
         known = {f.name for f in fields(ModelConfig)}
         return ModelConfig(**{k: v for k, v in data.items() if k in known})
 

@@ -198,7 +198,7 @@ class Avat3rNet(nn.Module):
         o, d = o.view(B, V, H, W, 3), d.view(B, V, H, W, 3)
         # every foreground pixel's prior position reaches the tokens, with its confidence beside it: the
         # unconfirmed half of the geometry is still the best guess there is (only Gaussians need `keep`)
-        pos = torch.where(fg[..., None], pos, torch.zeros_like(pos))
+        pos = torch.where((fg if cfg.token_positions == "foreground" else keep)[..., None], pos, torch.zeros_like(pos))
         img_n, pos_n, conf_n = images * 2 - 1, pos * POS_SCALE, (conf * fg).unsqueeze(-1)
         plucker = torch.cat([torch.cross(o, d, dim=-1), d], dim=-1)
         parts = [img_n, plucker] + ([pos_n, conf_n] if cfg.use_pos_prior else [])
