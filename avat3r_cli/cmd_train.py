@@ -49,6 +49,9 @@ def train_cmd(
     val_every: Annotated[int, typer.Option(help="Steps between validation grids.")] = 1000,
     pool_slots: Annotated[int, typer.Option(help="Synthetic subjects held in the GPU pool.")] = 32,
     pool_lifetime: Annotated[int, typer.Option(help="Steps a pooled subject is reused before a new one.")] = 4000,
+    recipe: Annotated[str, typer.Option(help="Synthetic training-data recipe: '' (the original pool), 'wide', or "
+                                        "switches like 'cameras,mask_noise' / 'wide,-photometric' "
+                                        "(stages/train/recipe.py).")] = "",
     workers: Annotated[int, typer.Option(help="Processes decoding dataset frames ahead (0: none).")] = 2,
     time_limit: Annotated[float, typer.Option(help="Save and stop after this many seconds (0: none).")] = 0.0,
     init: Annotated[Path | None, typer.Option(help="Start from these weights instead of random ones.")] = None,
@@ -67,6 +70,10 @@ def train_cmd(
     overrides = parse_overrides(set_ or [])
     if data != "synth":
         _expression_space_of(data, overrides)
+    from stages.train.recipe import parse_recipe
+
+    if parse_recipe(recipe).any and data != "synth":
+        raise BadInput(f"--recipe {recipe}: the training-data recipes widen the synthetic pool only (--data synth)")
     if prior not in ("builtin", "gt"):
         raise BadInput(f"--prior {prior}: expected builtin or gt")
     if prior == "gt" and data != "synth":
@@ -78,7 +85,7 @@ def train_cmd(
                       lpips_after=lpips_after, log_every=log_every, ckpt_every=ckpt_every, val_every=val_every,
                       seed=seed, device=str(dev), time_limit=time_limit, pool_slots=pool_slots,
                       pool_lifetime=pool_lifetime, pool_timesteps=pool_timesteps, workers=workers,
-                      expr_weight=expr_weight,
+                      expr_weight=expr_weight, recipe=recipe,
                       init=str(init) if init else "")
     run = train(cfg, log=rep.log if not quiet else (lambda m: None), resume=resume)
     if ship is not None and int(os.environ.get("RANK", "0")) == 0:  # one shipper under torchrun

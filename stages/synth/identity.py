@@ -107,6 +107,12 @@ class HeadIdentity:
     light_elevation: float
     light_warmth: float
     texture_seed: int
+    # light rig strength and colour (defaults: the original studio; the wide training recipe varies them)
+    light_key: float = 0.78  # key light intensity
+    light_fill: float = 1.0  # multiplier on the fill light
+    light_rim: float = 1.0  # multiplier on the rim light
+    light_ambient: float = 1.0  # multiplier on the sky/ground ambient
+    light_tint: RGB = (1.0, 1.0, 1.0)  # colour of the whole rig (a room's light)
 
     def key(self) -> tuple:
         """A hashable summary (the dataclass is frozen, so the fields themselves)."""

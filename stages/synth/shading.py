@@ -42,8 +42,19 @@ def lights_for(idn: HeadIdentity) -> Lights:
     return Lights(
         key=_dir(-35.0 + idn.light_azimuth, idn.light_elevation), fill=_dir(50.0 + 0.5 * idn.light_azimuth, 5.0),
         rim=_dir(160.0, 35.0),
-        key_rgb=tuple(0.78 * c for c in warm), fill_rgb=(0.3, 0.31, 0.33), rim_rgb=(0.22, 0.22, 0.24),
-        sky=(0.36, 0.37, 0.4), ground=(0.16, 0.14, 0.13))
+        key_rgb=_scaled((0.78 * c for c in warm), idn.light_key / 0.78, idn.light_tint),
+        fill_rgb=_scaled((0.3, 0.31, 0.33), idn.light_fill, idn.light_tint),
+        rim_rgb=_scaled((0.22, 0.22, 0.24), idn.light_rim, idn.light_tint),
+        sky=_scaled((0.36, 0.37, 0.4), idn.light_ambient, idn.light_tint),
+        ground=_scaled((0.16, 0.14, 0.13), idn.light_ambient, idn.light_tint))
+
+
+def _scaled(rgb, factor: float, tint: tuple[float, float, float]) -> tuple[float, float, float]:  # noqa: ANN001
+    """A light colour times a factor and a tint; the defaults (1.0, white) leave it exactly as it was."""
+    rgb = tuple(rgb)
+    if factor == 1.0 and tuple(tint) == (1.0, 1.0, 1.0):
+        return rgb
+    return tuple(float(c * factor * t) for c, t in zip(rgb, tint, strict=True))
 
 
 def to_linear(c: Tensor) -> Tensor:

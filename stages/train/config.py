@@ -36,6 +36,10 @@ class TrainConfig:
     pool_cameras: int = 16  # studio views rendered per subject and expression
     pool_lifetime: int = 400  # steps a subject stays in the pool
     pool_configs: int = 6  # input configurations (views + timesteps, with their prior) per subject
+    # training-data recipe for the synthetic pool (stages.train.recipe): "" = the original pool, bit for bit;
+    # "wide" = every switch (cameras, camera_noise, mask_noise, backgrounds, photometric, lighting, identity);
+    # or a comma list of switches, "-name" removing one ("wide,-photometric")
+    recipe: str = ""
     workers: int = 2  # DataLoader processes that decode dataset frames ahead of the GPU (0: in the main process)
     time_limit: float = 0.0  # seconds of wall time after which to save and stop (0: none); resume continues
     init: str = ""  # start from these weights (a checkpoint file or folder) instead of random ones

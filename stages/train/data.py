@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -12,6 +13,10 @@ from torch import Tensor
 from stages.cameras import Cameras
 from stages.capture import Capture
 from stages.datasets.base import HeadDataset
+from stages.train.recipe import SWITCHES, Recipe
+
+if TYPE_CHECKING:
+    from stages.synth.identity import HeadIdentity
 
 
 @dataclass
@@ -94,12 +99,13 @@ class SynthPool:
 
     def __init__(self, size: int, n_inputs: int, n_supervision: int, seed: int, slots: int = 32,
                  timesteps: int = 8, cameras: int = 16, lifetime: int = 400, consistent_inputs: bool = False,
-                 prior: str = "builtin", configs: int = 6):
+                 prior: str = "builtin", configs: int = 6, recipe: Recipe | None = None):
         if cameras < n_inputs + n_supervision:
             raise ValueError("the studio needs at least n_inputs + n_supervision cameras")
         self.size, self.n_inputs, self.n_supervision, self.seed = size, n_inputs, n_supervision, seed
         self.slots, self.timesteps, self.cameras, self.lifetime = slots, timesteps, cameras, lifetime
         self.consistent, self.prior, self.configs = consistent_inputs, prior, configs
+        self.recipe = recipe or Recipe()
         self._cache: dict[int, tuple[int, dict]] = {}
         self.built = 0
 
@@ -124,7 +130,14 @@ class SynthPool:
         identity = sample_identity(sid)
         rng = np.random.default_rng(sid)
         g = torch.Generator().manual_seed(sid)
-        cams = studio_cameras(self.cameras, self.size, seed=int(rng.integers(0, 2**31 - 1))).to(device)
+        cam_seed = int(rng.integers(0, 2**31 - 1))
+        identity = widened_identity(identity, self.recipe, sid)
+        if self.recipe.cameras:
+            from stages.synth.framing import wide_cameras
+
+            cams = wide_cameras(self.cameras, self.size, _switch_generator(sid, "cameras")).to(device)
+        else:
+            cams = studio_cameras(self.cameras, self.size, seed=cam_seed).to(device)
         exprs = np.stack([sample_expression(rng) for _ in range(self.timesteps)])
         rgb, alpha, depth = [], [], []
         for t in range(self.timesteps):
@@ -134,16 +147,20 @@ class SynthPool:
             depth.append(out["depth"].float())
         rgb_t, alpha_t, depth_t = torch.stack(rgb), torch.stack(alpha), torch.stack(depth)
         configs = []
-        for _ in range(self.configs):
+        for k in range(self.configs):
             views, t_in, t_target = self._input_config(g, cams)
             ti, vi = torch.tensor(t_in), torch.tensor(views)
             images, masks = rgb_t[ti, vi].float(), alpha_t[ti, vi].float()
+            in_cams = cams[views]
+            extra: dict = {}
+            if self.recipe.any:
+                images, masks, in_cams, extra = corrupt_inputs(images, masks, in_cams, self.recipe, sid, k)
             if self.prior == "gt":
-                pos, conf = gt_prior(depth_t[ti, vi], masks, cams[views], g)
+                pos, conf = gt_prior(depth_t[ti, vi], masks, in_cams, g)
             else:
-                pos, conf = builtin_prior(images, masks, cams[views])
+                pos, conf = builtin_prior(images, masks, in_cams)
             configs.append({"views": views, "t_in": t_in, "t_target": t_target, "pos": pos.half(),
-                            "conf": conf.half()})
+                            "conf": conf.half(), **extra})
         self.built += 1
         return {"rgb": rgb_t, "alpha": alpha_t, "cameras": cams,
                 "expr": torch.from_numpy(exprs).float().to(device), "configs": configs}
@@ -165,14 +182,67 @@ class SynthPool:
         rest = [c for c in range(len(cams)) if c not in cfg["views"]]
         targets = [rest[i] for i in torch.randperm(len(rest), generator=g)[: self.n_supervision].tolist()]
         ti, vi, t = torch.tensor(cfg["t_in"]), torch.tensor(cfg["views"]), cfg["t_target"]
+        target_rgb = s["rgb"][t, targets].float()
+        if "colour" in cfg:  # the capture's colour response, shared by its inputs and targets
+            from stages.train.photometric import apply_colour
+
+            target_rgb = apply_colour(target_rgb, cfg["colour"])
         return {
-            "input_rgb": s["rgb"][ti, vi].float(), "input_alpha": s["alpha"][ti, vi].float(),
-            "input_cameras": cams[cfg["views"]], "input_expr": s["expr"][ti],
+            "input_rgb": cfg["images"].float() if "images" in cfg else s["rgb"][ti, vi].float(),
+            "input_alpha": cfg["masks"].float() if "masks" in cfg else s["alpha"][ti, vi].float(),
+            "input_cameras": cfg.get("cameras", cams[cfg["views"]]), "input_expr": s["expr"][ti],
             "prior_pos": cfg["pos"].float(), "prior_conf": cfg["conf"].float(),
-            "target_rgb": s["rgb"][t, targets].float(), "target_alpha": s["alpha"][t, targets].float(),
+            "target_rgb": target_rgb, "target_alpha": s["alpha"][t, targets].float(),
             "target_cameras": cams[targets], "target_expr": s["expr"][t],
             "target_expr_mask": expression_region(s["rgb"][:, targets], s["alpha"][:, targets], t),
         }
+
+
+def _switch_generator(sid: int, switch: str, config: int = -1) -> torch.Generator:
+    """One generator per (subject, switch, configuration): turning a switch on or off never shifts another
+    switch's random stream, nor the pool's own."""
+    return torch.Generator().manual_seed(_seed(sid, SWITCHES.index(switch) + 101, config))
+
+
+def widened_identity(identity: HeadIdentity, recipe: Recipe, sid: int) -> HeadIdentity:
+    """The subject's identity with the recipe's identity and lighting switches applied."""
+    from stages.synth.variety import vary_lighting, widen_identity
+
+    if recipe.identity:
+        identity = widen_identity(identity, _seed(sid, SWITCHES.index("identity") + 101))
+    if recipe.lighting:
+        identity = vary_lighting(identity, _seed(sid, SWITCHES.index("lighting") + 101))
+    return identity
+
+
+def corrupt_inputs(images: Tensor, masks: Tensor, cams: Cameras, recipe: Recipe, sid: int,
+                   config: int) -> tuple[Tensor, Tensor, Cameras, dict]:
+    """One input configuration as a real capture would deliver it: a room behind the head, the camera's colour
+    response and degradations, a segmenter's mask and head-pose cameras, in that (physical) order. Returns the
+    images, masks and cameras the model and the prior see, and what the pool stores for the configuration
+    (the targets get only the global colour transform)."""
+    from stages.train import augment, photometric
+
+    extra: dict = {}
+    coverage = masks
+    if recipe.backgrounds:
+        images = augment.composite_backgrounds(images, coverage, _switch_generator(sid, "backgrounds", config))
+    if recipe.photometric:
+        g = _switch_generator(sid, "photometric", config)
+        colour = photometric.sample_colour(g)
+        images = photometric.degrade_inputs(images, colour, g)
+        extra["colour"] = colour.to(images.device)
+    if recipe.mask_noise:
+        masks = augment.noisy_masks(masks, _switch_generator(sid, "mask_noise", config))
+    if recipe.camera_noise:
+        cams = augment.noisy_cameras(cams, _switch_generator(sid, "camera_noise", config))
+    if recipe.backgrounds or recipe.photometric:
+        extra["images"] = images.half()
+    if recipe.mask_noise:
+        extra["masks"] = masks.half()
+    if recipe.camera_noise:
+        extra["cameras"] = cams
+    return images, masks, cams, extra
 
 
 class DiskSource:

@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from stages.errors import BadInput
 from stages.io import atomic_path, write_image
 from stages.metrics import psnr, ssim
 from stages.model import Avat3rNet, preset
@@ -25,6 +26,7 @@ from stages.model.checkpoint import save_checkpoint
 from stages.render import render
 from stages.train.config import TrainConfig
 from stages.train.data import Batch, DiskSource, SynthPool, SynthSource, collate
+from stages.train.recipe import parse_recipe
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -121,10 +123,12 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
           stop_after: int | None = None) -> Path:
     """Train (or resume) the run in cfg.out; returns the run folder. `stop_after` ends early (for tests)."""
     if preset(cfg.preset, **cfg.model_overrides).feat_dim > 0:  # no training source yields Sapiens features yet
-        from stages.errors import BadInput
-
         raise BadInput("feat_dim > 0 needs semantic features, which no training source provides yet; train with "
                        "feat_dim=0", cfg.out)
+    recipe = parse_recipe(cfg.recipe)
+    if recipe.any and (cfg.data != "synth" or cfg.source != "pool"):
+        raise BadInput(f"--recipe {cfg.recipe}: the training-data recipes widen the synthetic pool only "
+                       "(--data synth)")
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank = int(os.environ.get("RANK", "0"))
     if distributed:
@@ -162,7 +166,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
     elif cfg.source == "pool":
         source = SynthPool(model_cfg.image_size, cfg.n_inputs, cfg.n_supervision, cfg.seed, cfg.pool_slots,
                            cfg.pool_timesteps, cfg.pool_cameras, cfg.pool_lifetime, cfg.consistent_inputs,
-                           cfg.prior, cfg.pool_configs)
+                           cfg.prior, cfg.pool_configs, recipe)
     else:
         source = SynthSource(model_cfg.image_size, cfg.n_inputs, cfg.n_supervision, cfg.n_cameras, cfg.seed,
                              cfg.consistent_inputs)
