@@ -82,7 +82,7 @@ def main() -> None:
     recipes = args.recipes.split(",")
     print(f"pool build: {args.timesteps} expressions x {args.cameras} cameras at {args.size}², {args.configs} "
           f"input configurations with the {args.prior} prior, on {device} ({torch.get_num_threads()} threads)")
-    print("| recipe | s per pool build (mean of %d) |" % args.subjects)
+    print(f"| recipe | s per pool build (mean of {args.subjects}) |")
     print("|---|---|")
     rows = []
     base = None

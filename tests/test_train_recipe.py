@@ -49,9 +49,10 @@ def sphere(monkeypatch):
     monkeypatch.setattr(stages.synth, "render_head", fake_render)
 
 
-def example(recipe: str, seed: int = 5, configs: int = 1, index: int = 0) -> tuple[dict, SynthPool]:
+def example(recipe: str, seed: int = 5, configs: int = 1, index: int = 0, share: float = 1.0) -> tuple[dict,
+                                                                                                    SynthPool]:
     pool = SynthPool(32, 4, 8, seed, slots=1, timesteps=3, cameras=16, lifetime=10**9, prior="gt",
-                     configs=configs, recipe=parse_recipe(recipe))
+                     configs=configs, recipe=parse_recipe(recipe), recipe_share=share)
     return pool.example(0, 0, index, CPU), pool
 
 
@@ -172,6 +173,14 @@ def test_wide_pool_is_deterministic_given_the_seed(sphere):
         assert same(a[k], b[k]), k
     assert same_cams(a["input_cameras"], b["input_cameras"])
     assert not same(a["input_rgb"], c["input_rgb"])
+
+
+def test_recipe_share_keeps_some_subjects_original(sphere):
+    base, _ = example("", seed=8)
+    off, _ = example("wide", seed=8, share=0.0)
+    on, _ = example("wide", seed=8, share=1.0)
+    assert same(off["input_rgb"], base["input_rgb"]) and same_cams(off["input_cameras"], base["input_cameras"])
+    assert not same(on["input_rgb"], base["input_rgb"])
 
 
 def test_jpeg_like_keeps_high_quality_and_blocks_low_quality():
