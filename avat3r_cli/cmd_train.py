@@ -52,6 +52,8 @@ def train_cmd(
     recipe: Annotated[str, typer.Option(help="Synthetic training-data recipe: '' (the original pool), 'wide', or "
                                         "switches like 'cameras,mask_noise' / 'wide,-photometric' "
                                         "(stages/train/recipe.py).")] = "",
+    recipe_share: Annotated[float, typer.Option(help="Fraction of pooled subjects built with --recipe; the "
+                                                "rest come from the original pool.")] = 1.0,
     workers: Annotated[int, typer.Option(help="Processes decoding dataset frames ahead (0: none).")] = 2,
     time_limit: Annotated[float, typer.Option(help="Save and stop after this many seconds (0: none).")] = 0.0,
     init: Annotated[Path | None, typer.Option(help="Start from these weights instead of random ones.")] = None,
@@ -85,7 +87,7 @@ def train_cmd(
                       lpips_after=lpips_after, log_every=log_every, ckpt_every=ckpt_every, val_every=val_every,
                       seed=seed, device=str(dev), time_limit=time_limit, pool_slots=pool_slots,
                       pool_lifetime=pool_lifetime, pool_timesteps=pool_timesteps, workers=workers,
-                      expr_weight=expr_weight, recipe=recipe,
+                      expr_weight=expr_weight, recipe=recipe, recipe_share=recipe_share,
                       init=str(init) if init else "")
     run = train(cfg, log=rep.log if not quiet else (lambda m: None), resume=resume)
     if ship is not None and int(os.environ.get("RANK", "0")) == 0:  # one shipper under torchrun

@@ -40,6 +40,7 @@ class TrainConfig:
     # "wide" = every switch (cameras, camera_noise, mask_noise, backgrounds, photometric, lighting, identity);
     # or a comma list of switches, "-name" removing one ("wide,-photometric")
     recipe: str = ""
+    recipe_share: float = 1.0  # fraction of pooled subjects built with the recipe (the rest: the original pool)
     workers: int = 2  # DataLoader processes that decode dataset frames ahead of the GPU (0: in the main process)
     time_limit: float = 0.0  # seconds of wall time after which to save and stop (0: none); resume continues
     init: str = ""  # start from these weights (a checkpoint file or folder) instead of random ones

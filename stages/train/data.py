@@ -99,13 +99,14 @@ class SynthPool:
 
     def __init__(self, size: int, n_inputs: int, n_supervision: int, seed: int, slots: int = 32,
                  timesteps: int = 8, cameras: int = 16, lifetime: int = 400, consistent_inputs: bool = False,
-                 prior: str = "builtin", configs: int = 6, recipe: Recipe | None = None):
+                 prior: str = "builtin", configs: int = 6, recipe: Recipe | None = None,
+                 recipe_share: float = 1.0):
         if cameras < n_inputs + n_supervision:
             raise ValueError("the studio needs at least n_inputs + n_supervision cameras")
         self.size, self.n_inputs, self.n_supervision, self.seed = size, n_inputs, n_supervision, seed
         self.slots, self.timesteps, self.cameras, self.lifetime = slots, timesteps, cameras, lifetime
         self.consistent, self.prior, self.configs = consistent_inputs, prior, configs
-        self.recipe = recipe or Recipe()
+        self.recipe, self.recipe_share = recipe or Recipe(), recipe_share
         self._cache: dict[int, tuple[int, dict]] = {}
         self.built = 0
 
@@ -131,8 +132,12 @@ class SynthPool:
         rng = np.random.default_rng(sid)
         g = torch.Generator().manual_seed(sid)
         cam_seed = int(rng.integers(0, 2**31 - 1))
-        identity = widened_identity(identity, self.recipe, sid)
-        if self.recipe.cameras:
+        recipe = self.recipe
+        if recipe.any and self.recipe_share < 1.0:  # a share of subjects stays in the original distribution
+            share = torch.rand(1, generator=torch.Generator().manual_seed(_seed(sid, 99)))
+            recipe = recipe if float(share) < self.recipe_share else Recipe()
+        identity = widened_identity(identity, recipe, sid)
+        if recipe.cameras:
             from stages.synth.framing import wide_cameras
 
             cams = wide_cameras(self.cameras, self.size, _switch_generator(sid, "cameras")).to(device)
@@ -153,8 +158,8 @@ class SynthPool:
             images, masks = rgb_t[ti, vi].float(), alpha_t[ti, vi].float()
             in_cams = cams[views]
             extra: dict = {}
-            if self.recipe.any:
-                images, masks, in_cams, extra = corrupt_inputs(images, masks, in_cams, self.recipe, sid, k)
+            if recipe.any:
+                images, masks, in_cams, extra = corrupt_inputs(images, masks, in_cams, recipe, sid, k)
             if self.prior == "gt":
                 pos, conf = gt_prior(depth_t[ti, vi], masks, in_cams, g)
             else:

@@ -129,6 +129,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
     if recipe.any and (cfg.data != "synth" or cfg.source != "pool"):
         raise BadInput(f"--recipe {cfg.recipe}: the training-data recipes widen the synthetic pool only "
                        "(--data synth)")
+    if not 0.0 <= cfg.recipe_share <= 1.0:
+        raise BadInput(f"--recipe-share {cfg.recipe_share}: expected a fraction between 0 and 1")
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank = int(os.environ.get("RANK", "0"))
     if distributed:
@@ -166,7 +168,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
     elif cfg.source == "pool":
         source = SynthPool(model_cfg.image_size, cfg.n_inputs, cfg.n_supervision, cfg.seed, cfg.pool_slots,
                            cfg.pool_timesteps, cfg.pool_cameras, cfg.pool_lifetime, cfg.consistent_inputs,
-                           cfg.prior, cfg.pool_configs, recipe)
+                           cfg.prior, cfg.pool_configs, recipe, cfg.recipe_share)
     else:
         source = SynthSource(model_cfg.image_size, cfg.n_inputs, cfg.n_supervision, cfg.n_cameras, cfg.seed,
                              cfg.consistent_inputs)
