@@ -25,6 +25,7 @@ for item in $RUNS; do
    echo "$name trained in $(( $(date +%s) - start )) s" >>"$RUNS_DIR/timing.log") &
 done
 wait
+[ -n "${SKIP_SCORE:-}" ] && RUNS=""  # score on the CPU instead (the GPU call's time goes to training)
 for item in $RUNS; do
   name=${item%%:*}
   ("${AV[@]}" evaluate --checkpoint "$OUT/ckpt_$name" --subjects 8 --out "$RUNS_DIR/eval_$name" --quiet \
@@ -38,7 +39,7 @@ for item in $RUNS; do
 done
 wait
 echo "all done in $(( $(date +%s) - start )) s" >>"$RUNS_DIR/timing.log"
-tar czf "$OUT/runs.tgz" "$RUNS_DIR"/*.log "$RUNS_DIR"/*.md "$RUNS_DIR"/*.json "$RUNS_DIR"/*/metrics.jsonl \
+tar czf "$OUT/runs.tgz" "$RUNS_DIR"/*.log "$RUNS_DIR"/*.txt "$RUNS_DIR"/*.md "$RUNS_DIR"/*.json "$RUNS_DIR"/*/metrics.jsonl \
   "$RUNS_DIR"/*/train_config.json "$RUNS_DIR"/eval_*/*.md "$RUNS_DIR"/eval_*/*.json 2>/dev/null
 cat "$RUNS_DIR"/timing.log; tail -n 2 "$RUNS_DIR"/train_*.log; cat "$RUNS_DIR"/expr_*.md | head -40
 grep -h "bench:" "$RUNS_DIR"/ood_*.log; tail -n 4 "$RUNS_DIR"/eval_*.log
