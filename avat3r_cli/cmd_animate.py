@@ -11,9 +11,11 @@ import typer
 from avat3r_cli.common import (
     CompileOpt,
     DeviceOpt,
+    ForceOpt,
     QuietOpt,
     SeedOpt,
     command,
+    output_folder,
     parse_background,
     start_run,
 )
@@ -44,6 +46,7 @@ def animate_cmd(
     compile_frames: CompileOpt = False,
     quiet: QuietOpt = False,
     seed: SeedOpt = 0,
+    force: ForceOpt = False,
 ) -> None:
     """Render the avatar performing the expression sequence, as an mp4 (and optionally PNG frames)."""
     import imageio.v2 as imageio
@@ -65,6 +68,7 @@ def animate_cmd(
     if (fps is not None and fps <= 0) or size < 16:
         raise BadInput("--fps must be positive and --size at least 16")
     bg = parse_background(background)
+    output_folder(frames_dir, "--frames-dir")
     driver = open_avatar(avatar, checkpoint, dev, compile=compile_frames)
     source = None
     if driving is not None:

@@ -9,11 +9,13 @@ import typer
 
 from avat3r_cli.common import (
     DeviceOpt,
+    ForceOpt,
     QuietOpt,
     Reporter,
     SeedOpt,
     command,
     err_console,
+    output_folder,
     resolve_device,
     seed_everything,
 )
@@ -100,10 +102,12 @@ def register(app: typer.Typer) -> None:
         seed: SeedOpt = 0,
         device: DeviceOpt = "auto",
         quiet: QuietOpt = False,
+        force: ForceOpt = False,
     ) -> None:
         resolve_device(device)  # validated for a uniform CLI; preparing is OpenCV/NumPy work on the CPU
         seed_everything(seed)
         rep = Reporter(quiet, "cpu")
+        output_folder(out, "--out")
         if synthetic:
             if src is not None:
                 raise BadInput("--synthetic takes no SRC folder")

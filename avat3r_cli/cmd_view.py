@@ -11,10 +11,12 @@ import typer
 from avat3r_cli.common import (
     CompileOpt,
     DeviceOpt,
+    ForceOpt,
     QuietOpt,
     SeedOpt,
     command,
     out_console,
+    output_folder,
     parse_background,
     start_run,
 )
@@ -43,6 +45,7 @@ def view_cmd(
     compile_frames: CompileOpt = False,
     quiet: QuietOpt = False,
     seed: SeedOpt = 0,
+    force: ForceOpt = False,
 ) -> None:
     """Orbit the avatar in a browser and move its face with sliders or a codes timeline."""
     from stages.avatar import open_avatar
@@ -60,6 +63,7 @@ def view_cmd(
     if frame is not None and (exp is None or export is None):
         raise BadInput("--frame picks the code of --exp to export; give --exp and --export too")
     bg = parse_background(background)
+    output_folder(export, "--export")
     driver = open_avatar(avatar, checkpoint, dev, compile=compile_frames)
     codes = load_codes(exp, driver.expression_dim) if exp is not None else None
     renderer = ViewRenderer(driver, bg, cache)

@@ -28,6 +28,9 @@ out_console = Console(highlight=False)
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda or cuda:N.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; only the summary line.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same outputs.")]
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Write into an existing folder that holds other files: the outputs replace their namesakes "
+                    "and everything else there is kept (without it such a folder is refused).")]
 CompileOpt = Annotated[bool, typer.Option(
     "--compile", help="On a GPU: compile the per-frame network (torch.compile) before the first frame: about "
                       "15 s once, then faster frames (paper scale on an H100: 6.1 → 4.4 ms). For long runs.")]
@@ -68,8 +71,11 @@ def command(fn: Callable[..., T]) -> Callable[..., T]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> T:
+        from stages.io import allow_foreign_folders
+
         try:
-            return fn(*args, **kwargs)
+            with allow_foreign_folders(bool(kwargs.get("force", False))):  # --force, where a command has it
+                return fn(*args, **kwargs)
         except BadInput as exc:
             fail(str(exc))
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
@@ -113,6 +119,15 @@ class Reporter:
         """The closing line: what was written, how long it took, on which device."""
         secs = time.perf_counter() - self.start
         out_console.print(f"{message} in {secs:.1f} s on {self.device}", soft_wrap=True)
+
+
+def output_folder(path: Path | None, option: str) -> None:
+    """Check an output folder before any work is done (stages.io.check_output_dir); --force is applied by
+    `command` around the whole run."""
+    from stages.io import check_output_dir
+
+    if path is not None:
+        check_output_dir(path, option)
 
 
 def start_run(device: str, quiet: bool, seed: int) -> tuple[torch.device, Reporter]:
