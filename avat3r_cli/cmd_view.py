@@ -84,7 +84,8 @@ def view_cmd(
         return
 
     controls = face_controls(driver.avatar.meta.get("expression_space", "arkit52"), driver.expression_dim)
-    app = create_app(renderer, controls, codes, ViewSettings(size, max_size, fps, f"avat3r view · {avatar.name}"))
+    app = create_app(renderer, controls, codes, ViewSettings(size, max_size, fps, f"avat3r view · {avatar.name}",
+                                                                      any_host=not is_loopback(host)))
     try:
         sock = bind(host, port)
     except OSError as exc:
