@@ -89,7 +89,7 @@ def view_cmd(
     try:
         sock = bind(host, port)
     except OSError as exc:
-        raise BadInput(f"cannot listen on {host}:{port} ({exc.strerror or exc}); try another --port") from None
+        raise BadInput(bind_failure(host, port, exc)) from None
     if not is_loopback(host):
         rep.log(f"[yellow]warning:[/] serving on {host}: anyone who can reach this machine can open the viewer")
     url = url_of(sock)
@@ -99,6 +99,22 @@ def view_cmd(
     except KeyboardInterrupt:
         pass
     rep.summary(f"served {renderer.frames} frames of {avatar} at {url}")
+
+
+def bind_failure(host: str, port: int, exc: OSError) -> str:
+    """Why the server could not listen, in one sentence that points at the option to change."""
+    import errno
+    import socket
+
+    if isinstance(exc, socket.gaierror):
+        return f"--host {host}: not an address or a host name this machine can resolve"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"--host {host}: not an address of this machine; use 127.0.0.1 or one of this machine's addresses"
+    if exc.errno == errno.EADDRINUSE:
+        return f"cannot listen on {host}:{port}: the port is in use; try another --port (0 picks a free one)"
+    if exc.errno == errno.EACCES:
+        return f"cannot listen on {host}:{port}: ports below 1024 need privileges; try another --port"
+    return f"cannot listen on {host}:{port} ({exc.strerror or exc})"
 
 
 def register(app: typer.Typer) -> None:

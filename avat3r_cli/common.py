@@ -3,6 +3,7 @@ line, and turning bad input into exit status 2 with one sentence instead of a tr
 
 from __future__ import annotations
 
+import errno
 import functools
 import random
 import sys
@@ -66,6 +67,23 @@ def fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+# File-system faults the user can fix (a full disk, a read-only mount, a path through a file): one sentence each.
+_USER_FILE_ERRORS = {errno.ENOENT, errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.EEXIST,
+                     errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG, errno.EFBIG, errno.ELOOP}
+
+
+def os_error_sentence(exc: OSError) -> str:
+    """One sentence for a file-system error, naming the path when the OS told us which."""
+    where = exc.filename or "the output"
+    if exc.errno == errno.EROFS:
+        return f"{where}: the file system is read-only; write the output somewhere else"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{where}: no space left on the device (or quota exceeded); free some space or write elsewhere"
+    if exc.errno == errno.EEXIST:
+        return f"{where}: exists and is not a folder, so nothing can be written inside it"
+    return f"{where}: {exc.strerror.lower() if exc.strerror else exc}"
+
+
 def command(fn: Callable[..., T]) -> Callable[..., T]:
     """Wrap a subcommand: BadInput (and the file errors users cause) become exit status 2 with one sentence."""
 
@@ -78,8 +96,10 @@ def command(fn: Callable[..., T]) -> Callable[..., T]:
                 return fn(*args, **kwargs)
         except BadInput as exc:
             fail(str(exc))
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
-            fail(f"{exc.filename}: {exc.strerror.lower() if exc.strerror else exc}")
+        except OSError as exc:
+            if exc.errno not in _USER_FILE_ERRORS:
+                raise
+            fail(os_error_sentence(exc))
         except KeyboardInterrupt:
             err_console.print("interrupted; no partial output was kept")
             raise typer.Exit(code=130) from None

@@ -126,6 +126,10 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
         if tmp_path.is_file():
             _honour_umask(tmp_path, False)
         os.replace(tmp_path, target)
+    except OSError as exc:
+        if exc.filename is None:  # a write() on a full disk names no file: name the output the user asked for
+            exc.filename = str(target)
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -143,7 +147,12 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:
+            if exc.filename is None:
+                exc.filename = str(target)
+            raise
         _write_manifest(tmp, {p.name for p in tmp.iterdir()})
         _honour_umask(tmp, True)
         if target.exists() and not _owned(target):  # only reached with --force (checked on entry)

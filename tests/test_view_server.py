@@ -79,7 +79,7 @@ def test_parse_request_refuses_huge_payloads():
 
 def _npy(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    np.save(buf, arr)
+    np.save(buf, arr, allow_pickle=True)
     return buf.getvalue()
 
 
@@ -90,8 +90,10 @@ def test_codes_upload_is_checked():
     for bad, fragment in bad_arrays:
         with pytest.raises(RequestError, match=fragment):
             parse_codes_upload(_npy(bad), 52)
-    with pytest.raises(RequestError, match="not a readable .npy"):
+    with pytest.raises(RequestError, match="not a NumPy .npy file"):
         parse_codes_upload(b"hello", 52)
+    with pytest.raises(RequestError, match="Python objects"):
+        parse_codes_upload(_npy(np.array([{"a": 1}], dtype=object)), 52)
 
 
 # ----- controls, cache, camera ------------------------------------------------------------------------------
