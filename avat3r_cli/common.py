@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from stages.errors import BadInput
 
 T = TypeVar("T")
+LOG_EVERY_S = 5.0  # seconds between plain progress lines when stderr is not a terminal
 err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False)
 
@@ -115,14 +116,19 @@ class Reporter:
         self.quiet = quiet
         self.device = str(device) if device is not None else "cpu"
         self.start = time.perf_counter()
+        self.clock = time.monotonic  # replaceable in tests
 
     def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-        """Iterate with a progress bar on stderr (silent when quiet or not a terminal-worthy run)."""
+        """Iterate with a progress bar on stderr; when stderr is not a terminal (a log file, CI), plain progress
+        lines instead (every LOG_EVERY_S seconds or 10 %); nothing when quiet."""
         if self.quiet:
             yield from items
             return
         if total is None and hasattr(items, "__len__"):
             total = len(items)  # type: ignore[arg-type]
+        if not err_console.is_terminal:
+            yield from self._log_progress(items, description, total)
+            return
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TimeRemainingColumn())
         with Progress(*columns, console=err_console, transient=True) as progress:
@@ -130,6 +136,31 @@ class Reporter:
             for item in items:
                 yield item
                 progress.advance(task)
+
+    def _log_progress(self, items: Iterable[T], description: str, total: int | None) -> Iterator[T]:
+        """Plain lines for logs: 'description: 40/100 (40%), 12 s elapsed, ~18 s left'."""
+        start = last = self.clock()
+        step = max(1, total // 10) if total else None
+        done = 0
+        for item in items:
+            yield item
+            done += 1
+            now = self.clock()
+            due = now - last >= LOG_EVERY_S or (step is not None and done % step == 0)
+            if not due or done == total:  # the last item gets the closing line below
+                continue
+            last = now
+            elapsed = now - start
+            if total:
+                left = elapsed / done * (total - done)
+                line = (f"{description}: {done}/{total} ({100 * done // total}%), {elapsed:.0f} s elapsed, "
+                        f"~{left:.0f} s left")
+            else:
+                line = f"{description}: {done} done, {elapsed:.0f} s elapsed"
+            print(line, file=sys.stderr, flush=True)
+        if done:
+            print(f"{description}: {done}{f'/{total}' if total else ''} done in {self.clock() - start:.0f} s",
+                  file=sys.stderr, flush=True)
 
     def log(self, message: str) -> None:
         if not self.quiet:
