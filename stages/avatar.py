@@ -3,7 +3,8 @@ to drive and render it without the photos or the priors pass again.
 
 An avatar stores the expression-independent tokens, the inputs the per-frame path reads through its skips
 (images, positional maps, confidences, masks) and the input cameras; the rest of the identity state is cheap
-to rebuild. Its metadata names the checkpoint (sha256 + a portable path hint), the expression space, and the format version.
+to rebuild. Its metadata names the checkpoint (sha256 + a portable path hint), the expression space, and the
+format version.
 """
 
 from __future__ import annotations
