@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from avat3r_cli.common import DeviceOpt, QuietOpt, Reporter, command, resolve_device
+from avat3r_cli.common import DeviceOpt, QuietOpt, Reporter, SeedOpt, command, resolve_device, seed_everything
 from stages.errors import BadInput
 from stages.track.tracker import BASE_MIN_CUTOFF, DEFAULT_BETA
 
@@ -39,6 +39,7 @@ def track_cmd(
     min_confidence: ConfidenceOpt = 0.5,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
+    seed: SeedOpt = 0,
 ) -> None:
     """Track a face: MediaPipe's landmarker over every frame, ARKit-52 codes in Apple's order (tongueOut is not
     tracked and stays 0), frames without a face filled from their neighbours, One-Euro smoothing."""
@@ -50,6 +51,7 @@ def track_cmd(
     from stages.track.tracker import track
 
     resolve_device(device)  # validated for every command; MediaPipe's landmarker runs on the CPU
+    seed_everything(seed)  # the landmarker is deterministic; seeded like every command for uniformity
     rep = Reporter(quiet, "cpu")
     if out.suffix.lower() != ".npy":
         raise BadInput("output must be a .npy file", out)
