@@ -164,6 +164,8 @@ def _prepare_dataset(src: str, out: Path, res: int, views: int | None, scale: st
                        cameras=[c.strip() for c in cameras.split(",") if c.strip()] if cameras else None,
                        views=views or 4)
     done = prepare_from_dataset(spec, out, res, pick, track=rep.track)
+    for note in done.notes:
+        _warn(note)
     rep.summary(f"wrote {done.out} ({len(done.camera_names)} views of {done.description} at {res}x{res}, cameras "
                 f"{','.join(done.camera_names)}, expression space: {done.expression_space or 'none'})")
 
