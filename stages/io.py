@@ -10,6 +10,7 @@ import contextlib
 import contextvars
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -25,7 +26,14 @@ _replace_foreign: contextvars.ContextVar[bool] = contextvars.ContextVar("replace
 
 
 def current_umask() -> int:
-    """The process umask (read by setting and restoring it: POSIX offers no read-only call)."""
+    """The process umask: from /proc on Linux (thread-safe), else by setting and restoring it (POSIX has no
+    read-only call)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -112,13 +120,28 @@ def _merge_into(tmp: Path, target: Path) -> None:
     _write_manifest(target, names | (_manifest(target) or set()))
 
 
+def _as_os_error(exc: Exception, target: Path) -> Exception:
+    """Writers in Rust or C (safetensors) report a full disk as their own error type with "(os error 28)" in
+    the text; turn that back into the OSError it was, naming the output, so the CLI can say it in one sentence.
+    Anything else is returned unchanged."""
+    match = re.search(r"os error (\d+)", str(exc))
+    if match is None:
+        return exc
+    code = int(match.group(1))
+    return OSError(code, os.strerror(code), str(target))
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     suffix = suffix if suffix is not None else "".join(target.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{suffix}", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{suffix}", dir=target.parent)
+    except OSError as exc:  # name the output the user asked for, not our temporary name
+        exc.filename = str(target)
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -127,9 +150,14 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
             _honour_umask(tmp_path, False)
         os.replace(tmp_path, target)
     except OSError as exc:
-        if exc.filename is None:  # a write() on a full disk names no file: name the output the user asked for
+        if exc.filename is None or str(exc.filename) == str(tmp_path):  # a full disk's write() names no file
             exc.filename = str(target)
         raise
+    except Exception as exc:
+        converted = _as_os_error(exc, target)
+        if converted is exc:
+            raise
+        raise converted from exc
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -145,7 +173,11 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     check_output_dir(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    except OSError as exc:
+        exc.filename = str(target)
+        raise
     try:
         try:
             yield tmp
@@ -153,6 +185,11 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
             if exc.filename is None:
                 exc.filename = str(target)
             raise
+        except Exception as exc:
+            converted = _as_os_error(exc, target)
+            if converted is exc:
+                raise
+            raise converted from exc
         _write_manifest(tmp, {p.name for p in tmp.iterdir()})
         _honour_umask(tmp, True)
         if target.exists() and not _owned(target):  # only reached with --force (checked on entry)

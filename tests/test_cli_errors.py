@@ -96,3 +96,19 @@ def test_view_export_of_the_working_directory(avatar, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _refused(["view", str(avatar), "--export", "."], "working directory")
     assert (tmp_path / "keep.txt").read_text() == "keep"
+
+
+def test_a_full_disk_inside_a_rust_writer_is_an_os_error_naming_the_output(tmp_path):
+    """safetensors reports ENOSPC as its own error type ("... (os error 28)"): it must reach the CLI as the
+    OSError it was, naming the output, and leave no temporary file."""
+    from safetensors import SafetensorError
+
+    from stages.io import atomic_path
+
+    target = tmp_path / "a.safetensors"
+    with pytest.raises(OSError) as caught, atomic_path(target):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(target)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="unrelated"), atomic_path(target):
+        raise ValueError("unrelated")
