@@ -220,7 +220,7 @@ def cases(fx: dict[str, Path]) -> list[Case]:
         Case("reconstruct a capture with garbage transforms", ["reconstruct", "cap", "--out", "a.safetensors", *cpu],
              text("cap/transforms.json", "[]")),
         Case("prepare photos that are not images", ["prepare", "photos", "--out", "cap"],
-             both(text("photos/a.png", "not a png"), text("photos/transforms.json", "{}"))),
+             both(text("photos/a.png", "not a png"), cameras_json("photos/transforms.json"))),
         Case("track a text file named .mp4", ["track", "fake.mp4", "--out", "c.npy"], text("fake.mp4", "hello")),
         Case("view --exp codes of width 40", ["view", av, "--exp", "w.npy", *cpu],
              npy("w.npy", np.zeros((3, 40), np.float32))),
