@@ -11,9 +11,11 @@ import typer
 from avat3r_cli.common import (
     CompileOpt,
     DeviceOpt,
+    ForceOpt,
     QuietOpt,
     SeedOpt,
     command,
+    output_folder,
     parse_background,
     start_run,
 )
@@ -44,6 +46,7 @@ def animate_cmd(
     compile_frames: CompileOpt = False,
     quiet: QuietOpt = False,
     seed: SeedOpt = 0,
+    force: ForceOpt = False,
 ) -> None:
     """Render the avatar performing the expression sequence, as an mp4 (and optionally PNG frames)."""
     import imageio.v2 as imageio
@@ -51,6 +54,7 @@ def animate_cmd(
 
     from stages.animate import camera_path, render_frames
     from stages.avatar import open_avatar
+    from stages.cameras.transforms import MAX_IMAGE_SIDE
     from stages.expressions import load_codes
     from stages.io import atomic_dir, atomic_path
     from stages.video import BackgroundWriter, mp4_writer
@@ -62,9 +66,12 @@ def animate_cmd(
         raise BadInput("give exactly one of --exp codes.npy and --driving VIDEO")
     if side_by_side and driving is None:
         raise BadInput("--side-by-side needs --driving VIDEO")
-    if (fps is not None and fps <= 0) or size < 16:
-        raise BadInput("--fps must be positive and --size at least 16")
+    if fps is not None and not 0 < fps <= 1000:
+        raise BadInput(f"--fps must lie in (0, 1000], got {fps:g}")
+    if not 16 <= size <= MAX_IMAGE_SIDE:
+        raise BadInput(f"--size must be from 16 to {MAX_IMAGE_SIDE} pixels, got {size}")
     bg = parse_background(background)
+    output_folder(frames_dir, "--frames-dir")
     driver = open_avatar(avatar, checkpoint, dev, compile=compile_frames)
     source = None
     if driving is not None:

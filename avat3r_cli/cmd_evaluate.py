@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from avat3r_cli.common import DeviceOpt, QuietOpt, SeedOpt, command, start_run
+from avat3r_cli.common import DeviceOpt, ForceOpt, QuietOpt, SeedOpt, command, output_folder, start_run
 from stages.errors import BadInput
 
 
@@ -50,6 +50,7 @@ def evaluate_cmd(
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
     seed: SeedOpt = 0,
+    force: ForceOpt = False,
 ) -> None:
     """Score checkpoints on held-out subjects: 4 inputs at other expressions → target views at the target
     expression, beside the nearest-input-view and prior-points baselines (PSNR, SSIM, LPIPS, AKD, CSIM)."""
@@ -77,6 +78,7 @@ def evaluate_cmd(
         raise BadInput("--views, --targets and --target-timesteps must be at least 1")
     if data is None and (views != 4 or features != "none"):
         raise BadInput("the synthetic seed mode uses 4 inputs and no features; pass --data for other settings")
+    output_folder(out, "--out")
     runs = [parse_run(c) for c in checkpoint] if checkpoint else []
     if ablation_table and not runs:
         raise BadInput("--ablation-table needs the runs' checkpoints (--checkpoint LABEL=PATH, repeated)")

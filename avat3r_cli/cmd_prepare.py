@@ -9,11 +9,13 @@ import typer
 
 from avat3r_cli.common import (
     DeviceOpt,
+    ForceOpt,
     QuietOpt,
     Reporter,
     SeedOpt,
     command,
     err_console,
+    output_folder,
     resolve_device,
     seed_everything,
 )
@@ -100,10 +102,12 @@ def register(app: typer.Typer) -> None:
         seed: SeedOpt = 0,
         device: DeviceOpt = "auto",
         quiet: QuietOpt = False,
+        force: ForceOpt = False,
     ) -> None:
         resolve_device(device)  # validated for a uniform CLI; preparing is OpenCV/NumPy work on the CPU
         seed_everything(seed)
         rep = Reporter(quiet, "cpu")
+        output_folder(out, "--out")
         if synthetic:
             if src is not None:
                 raise BadInput("--synthetic takes no SRC folder")
@@ -160,6 +164,8 @@ def _prepare_dataset(src: str, out: Path, res: int, views: int | None, scale: st
                        cameras=[c.strip() for c in cameras.split(",") if c.strip()] if cameras else None,
                        views=views or 4)
     done = prepare_from_dataset(spec, out, res, pick, track=rep.track)
+    for note in done.notes:
+        _warn(note)
     rep.summary(f"wrote {done.out} ({len(done.camera_names)} views of {done.description} at {res}x{res}, cameras "
                 f"{','.join(done.camera_names)}, expression space: {done.expression_space or 'none'})")
 

@@ -21,6 +21,7 @@ from avat3r_cli.common import (
     start_run,
 )
 from stages.errors import BadInput
+from stages.io import current_umask
 
 
 def output_names(file_paths: list[str], cameras_path: Path) -> list[str]:
@@ -57,6 +58,7 @@ def depth_millimetres(depth: np.ndarray) -> np.ndarray:
 def publish(tmp: Path, target: Path) -> None:
     """Move a finished temporary folder's files into `target`; other files already there are left alone."""
     if not target.exists():
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700 whatever the umask
         os.replace(tmp, target)
         return
     for src in sorted(tmp.rglob("*")):
@@ -73,7 +75,9 @@ def render_cmd(
     cameras: Annotated[Path, typer.Option("--cameras", help="nerfstudio transforms.json with the cameras.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for NAME.png, one per frame (created).")],
     exp: Annotated[Path | None, typer.Option(
-        "--exp", help="Expression codes .npy (T, D) or (D,): one for all frames or one per frame.")] = None,
+        "--exp", help="Expression codes .npy (T, D) or (D,): one for all frames or one per frame. Default: the "
+                      "per-frame `expression` the cameras file records (e.g. synthetic targets), else neutral.")]
+    = None,
     background: Annotated[str, typer.Option(
         help="RGB is composited over this colour (A keeps coverage): white, black, grey or R,G,B in [0,1].")
     ] = "black",
@@ -91,14 +95,19 @@ def render_cmd(
     from stages.cameras import read_transforms
     from stages.io import to_uint8
     from stages.render import render
-    from stages.scene import open_scene, scene_codes
+    from stages.scene import open_scene, scene_codes, transforms_codes
 
     dev, rep = start_run(device, quiet, seed)
     bg = parse_background(background)
     transforms = read_transforms(existing_file(cameras, "cameras file"))
     names = output_names([f.file_path for f in transforms.frames], cameras)
     world = open_scene(scene, dev, checkpoint)
-    per_frame = pair_codes(len(transforms.frames), scene_codes(world, exp), exp)
+    codes = scene_codes(world, exp)
+    from_file = False
+    if codes is None:  # no --exp: the expressions the cameras file records per frame, if any
+        codes = transforms_codes(world, transforms.frames, cameras, transforms.meta.get("expression_space"))
+        from_file = codes is not None
+    per_frame = pair_codes(len(transforms.frames), codes, exp or cameras)
     if out.exists() and not out.is_dir():
         raise BadInput("exists and is not a folder", out)
 
@@ -125,7 +134,7 @@ def render_cmd(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    extra = " + depth" if depth else ""
+    extra = (" + depth" if depth else "") + (", expressions from the cameras file" if from_file else "")
     rep.summary(f"wrote {len(names)} RGBA image(s){extra} to {out}")
 
 

@@ -8,7 +8,17 @@ from typing import Annotated
 
 import typer
 
-from avat3r_cli.common import DeviceOpt, QuietOpt, Reporter, SeedOpt, command, resolve_device, seed_everything
+from avat3r_cli.common import (
+    DeviceOpt,
+    ForceOpt,
+    QuietOpt,
+    Reporter,
+    SeedOpt,
+    command,
+    output_folder,
+    resolve_device,
+    seed_everything,
+)
 from stages.errors import BadInput
 
 
@@ -19,7 +29,8 @@ def register(app: typer.Typer) -> None:
 
 @command
 def synth(
-    out: Annotated[Path, typer.Option("--out", help="Dataset folder to write (replaced atomically if it exists).")],
+    out: Annotated[Path, typer.Option("--out", help="Dataset folder to write (new, empty or written by avat3r "
+                                                    "before: replaced atomically).")],
     subjects: Annotated[int, typer.Option("--subjects", help="Number of synthetic people.")] = 50,
     timesteps: Annotated[int, typer.Option("--timesteps", help="Expressions per subject (the first is neutral).")]
     = 20,
@@ -30,6 +41,7 @@ def synth(
                                                            "unless more are asked for).")] = 0,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
+    force: ForceOpt = False,
 ) -> None:
     """Render N subjects × T expressions × C cameras as RGBA PNGs with nerfstudio cameras and codes."""
     from stages.synth.dataset import iter_dataset
@@ -38,8 +50,7 @@ def synth(
                             ("--res", res, 16)):
         if value < lo:
             raise BadInput(f"{name} must be at least {lo}, got {value}")
-    if out.exists() and not out.is_dir():
-        raise BadInput("--out exists and is not a folder", out)
+    output_folder(out, "--out")
     dev = resolve_device(device)
     seed_everything(seed)
     n_workers = workers if workers > 0 else min(2, os.cpu_count() or 1)

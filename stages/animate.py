@@ -36,7 +36,8 @@ def camera_path(spec: str, n_frames: int, avatar: Avatar, size: int) -> Cameras:
     else:
         path = Path(spec)
         if not path.exists():
-            raise BadInput("--camera must be front, orbit or a transforms.json path; file not found", path)
+            raise BadInput("--camera must be front, orbit, follow (with --driving) or a transforms.json path; "
+                           "no such file", path)
         cams = read_transforms(path).cameras()
         idx = torch.arange(n_frames) % len(cams)
         return cams[idx]

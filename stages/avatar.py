@@ -3,13 +3,15 @@ to drive and render it without the photos or the priors pass again.
 
 An avatar stores the expression-independent tokens, the inputs the per-frame path reads through its skips
 (images, positional maps, confidences, masks) and the input cameras; the rest of the identity state is cheap
-to rebuild. Its metadata names the checkpoint (path + sha256), the expression space, and the format version.
+to rebuild. Its metadata names the checkpoint (sha256 + a portable path hint), the expression space, and the
+format version.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,12 +70,39 @@ def avatar_meta(model: Avat3rNet, model_meta: dict, views: int) -> dict[str, str
             "expression_dim": str(cfg.expr_dim), "views": str(views), "image_size": str(cfg.image_size)}
 
 
+PACKAGE_PREFIX = "package:"  # a checkpoint_path relative to the stages.model package (the shipped weights)
+
+
+def portable_checkpoint_ref(checkpoint: str | Path, avatar_dir: Path) -> str:
+    """How an avatar file records its checkpoint without naming this machine's folders: the shipped weights as
+    `package:weights` (relative to stages/model), any other checkpoint relative to the avatar's own folder.
+    The sha256 beside it is what identifies the weights; the path is only a hint for finding them."""
+    ckpt = Path(checkpoint).resolve()
+    package = DEFAULT_CHECKPOINT.parent.resolve()
+    if ckpt == package or package in ckpt.parents:
+        return PACKAGE_PREFIX + ckpt.relative_to(package).as_posix()
+    return Path(os.path.relpath(ckpt, Path(avatar_dir).resolve())).as_posix()
+
+
+def recorded_checkpoint(ref: str, avatar_path: Path) -> Path | None:
+    """The checkpoint an avatar's record points at: `package:...`, a path relative to the avatar's folder, or
+    (older avatar files) an absolute path; None when there is no record."""
+    if not ref:
+        return None
+    if ref.startswith(PACKAGE_PREFIX):
+        return DEFAULT_CHECKPOINT.parent / ref[len(PACKAGE_PREFIX):]
+    path = Path(ref)
+    return path if path.is_absolute() else Path(avatar_path).parent / path
+
+
 def save_avatar(path: str | Path, avatar: Avatar) -> None:
     c = avatar.cameras
     tensors = {"tokens": avatar.tokens, "images": avatar.images, "pos": avatar.pos, "conf": avatar.conf,
                "masks": avatar.masks, "cam_c2w": c.c2w, "cam_intrinsics": torch.stack([c.fx, c.fy, c.cx, c.cy], 1)}
     meta = dict(avatar.meta)
     meta["camera_size"] = json.dumps([c.width, c.height])
+    if meta.get("checkpoint_path"):
+        meta["checkpoint_path"] = portable_checkpoint_ref(meta["checkpoint_path"], Path(path).parent)
     with atomic_path(path) as tmp:
         save_file({k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
 
@@ -108,7 +137,8 @@ def resolve_checkpoint(avatar: Avatar, avatar_path: Path, checkpoint: Path | Non
     there), else the shipped one; refuse a checkpoint whose hash differs from the avatar's record."""
     recorded = avatar.meta.get("checkpoint_path", "")
     if checkpoint is None:
-        checkpoint = Path(recorded) if recorded and Path(recorded).exists() else DEFAULT_CHECKPOINT
+        found = recorded_checkpoint(recorded, avatar_path)
+        checkpoint = found if found is not None and found.exists() else DEFAULT_CHECKPOINT
     want = avatar.meta.get("checkpoint_sha256", "")
     have = checkpoint_sha256(checkpoint)
     if want and have != want:

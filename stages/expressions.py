@@ -43,15 +43,31 @@ def mirror_arkit(codes: np.ndarray) -> np.ndarray:
     return np.asarray(codes)[..., perm]
 
 
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def read_npy(path: Path, what: str) -> np.ndarray:
+    """np.load of a plain .npy array, refusing other files (garbage, pickles, .npz) with one sentence."""
+    with path.open("rb") as f:
+        head = f.read(len(NPY_MAGIC))
+    if head != NPY_MAGIC:
+        raise BadInput(f"is not a NumPy .npy file (no .npy header); expected {what} saved with numpy.save", path)
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise BadInput(f"holds Python objects, not numbers; expected {what} of floats", path) from None
+        raise BadInput(f"is a damaged .npy file ({exc})", path) from None
+    except (OSError, EOFError) as exc:
+        raise BadInput(f"is a truncated or damaged .npy file ({exc.__class__.__name__})", path) from None
+
+
 def load_codes(path: str | Path, dim: int) -> np.ndarray:
     """Load a (T, D) or (D,) .npy expression sequence as float32 (T, D), refusing the wrong width or NaNs."""
     path = Path(path)
     if not path.is_file():
         raise BadInput("expression file not found", path)
-    try:
-        codes = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise BadInput(f"not a readable .npy array ({exc})", path) from exc
+    codes = read_npy(path, "an expression-code array")
     if codes.ndim == 1:
         codes = codes[None]
     if codes.ndim != 2 or codes.shape[0] == 0:

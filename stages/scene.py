@@ -50,6 +50,7 @@ class AvatarScene:
         self.path = path
         self._driver = driver
         self.expression_dim: int | None = int(driver.expression_dim)
+        self.expression_space: str = str(driver.avatar.meta.get("expression_space", ""))
 
     def gaussians(self, code: np.ndarray | None = None) -> Gaussians:
         if code is None:
@@ -89,3 +90,34 @@ def scene_codes(scene: Scene, exp: str | Path | None) -> np.ndarray | None:
     from stages.expressions import load_codes
 
     return load_codes(exp, scene.expression_dim)
+
+
+def transforms_codes(scene: Scene, frames: list, cameras_path: Path, space: str | None = None) -> np.ndarray | None:
+    """The per-frame `expression` codes a transforms file records (spec section 2: synthetic targets carry the
+    expression each target was rendered with), for `render` without --exp; None when no frame records one or the
+    scene takes no expression. Codes for some frames only, the wrong width, another expression space or NaNs
+    are bad input."""
+    if scene.expression_dim is None:
+        return None
+    recorded = [f.extra.get("expression") for f in frames]
+    have = [i for i, c in enumerate(recorded) if c is not None]
+    if not have:
+        return None
+    if len(have) != len(frames):
+        missing = [i for i, c in enumerate(recorded) if c is None]
+        raise BadInput(f"frames {missing[:5]} record no expression while others do; give --exp codes.npy",
+                       cameras_path)
+    ours = getattr(scene, "expression_space", "")
+    if space and ours and space != ours:
+        raise BadInput(f"records expressions in the '{space}' space, but the avatar uses '{ours}'; give --exp",
+                       cameras_path)
+    try:
+        codes = np.asarray(recorded, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise BadInput("has a frame whose expression is not a list of numbers", cameras_path) from None
+    if codes.ndim != 2 or codes.shape[1] != scene.expression_dim:
+        raise BadInput(f"records expressions of shape {codes.shape[1:]} but the avatar's expression space has "
+                       f"{scene.expression_dim} values", cameras_path)
+    if not np.isfinite(codes).all():
+        raise BadInput("records expressions with NaN or Inf", cameras_path)
+    return codes

@@ -220,3 +220,29 @@ def test_export_ply_bad_input(scene_files: dict[str, Path], tmp_path: Path):
     np.save(tmp_path / "c.npy", np.zeros(52, np.float32))
     assert_fails(invoke("export-ply", scene_files["ply"], "--out", out, "--exp", tmp_path / "c.npy"),
                  "static Gaussian set", out)
+
+
+def _targets_file(path: Path, codes: list | None) -> Path:
+    extras = [{} if c is None else {"expression": c} for c in codes]
+    write_transforms(path, frames_from_cameras(cameras(len(codes), 40, 28),
+                                               [f"images/{i:03d}.png" for i in range(len(codes))], extras))
+    return path
+
+
+def test_render_uses_the_expressions_a_targets_file_records(code_scene: dict, tmp_path: Path):
+    """Synthetic targets record each frame's expression (spec section 2): without --exp those are rendered."""
+    avatar = tmp_path / "avatar.safetensors"
+    cams = _targets_file(tmp_path / "t.json", np.eye(3, 4).tolist())
+    res = invoke("render", avatar, "--cameras", cams, "--out", tmp_path / "a")
+    assert res.exit_code == 0, res.output
+    for i in range(3):
+        assert int(np.argmax(centre_colour(tmp_path / "a" / f"{i:03d}.png"))) == i
+    np.save(tmp_path / "one.npy", np.array([0.0, 0.0, 1.0, 0.0], np.float32))  # --exp still wins
+    res = invoke("render", avatar, "--cameras", cams, "--out", tmp_path / "b", "--exp", tmp_path / "one.npy")
+    assert res.exit_code == 0, res.output
+    assert all(int(np.argmax(centre_colour(p))) == 2 for p in (tmp_path / "b").glob("*.png"))
+    out = tmp_path / "c"
+    mixed = _targets_file(tmp_path / "mixed.json", [[1.0, 0, 0, 0], None, [0, 1.0, 0, 0]])
+    assert_fails(invoke("render", avatar, "--cameras", mixed, "--out", out), "record no expression", out)
+    wide = _targets_file(tmp_path / "wide.json", [[1.0, 0, 0, 0, 0]] * 3)
+    assert_fails(invoke("render", avatar, "--cameras", wide, "--out", out), "expression space has 4", out)

@@ -110,3 +110,17 @@ def test_examples_from_dataloader_workers_match_the_source(ava):
     codes = {t: torch.from_numpy(source.dataset.codes(AVA_CAPTURE, t)) for t in AVA_FRAMES}
     t_target = next(t for t, c in codes.items() if torch.equal(c, direct["target_expr"]))
     assert all(not torch.equal(c, codes[t_target]) for c in direct["input_expr"])
+
+
+def test_prepare_says_when_nersemble_cameras_stay_in_the_rig_world(ners, tmp_path):
+    """head_pose=none (the default) leaves the head turned in the rig's world: prepare must say so (even with
+    --quiet) and name the option that fixes it; with head_pose=flame there is nothing to say."""
+    args = ["--subject", "017", "--sequence", "EXP-2-eyes", "--frame", "2", "--views", "2", "--res", "32", "--quiet"]
+    r = runner.invoke(app, ["prepare", f"nersemble:{ners}", *args, "--out", str(tmp_path / "rig")])
+    assert r.exit_code == 0, r.output
+    assert "rig's world" in r.output and "head_pose=flame" in r.output, r.output
+    assert json.loads((tmp_path / "rig" / "transforms.json").read_text())["prepare"]["world"] == "rig"
+    r = runner.invoke(app, ["prepare", f"nersemble:{ners}?head_pose=flame", *args, "--out", str(tmp_path / "head")])
+    assert r.exit_code == 0, r.output
+    assert "rig's world" not in r.output
+    assert json.loads((tmp_path / "head" / "transforms.json").read_text())["prepare"]["world"] == "head"

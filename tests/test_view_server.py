@@ -79,7 +79,7 @@ def test_parse_request_refuses_huge_payloads():
 
 def _npy(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    np.save(buf, arr)
+    np.save(buf, arr, allow_pickle=True)
     return buf.getvalue()
 
 
@@ -90,8 +90,10 @@ def test_codes_upload_is_checked():
     for bad, fragment in bad_arrays:
         with pytest.raises(RequestError, match=fragment):
             parse_codes_upload(_npy(bad), 52)
-    with pytest.raises(RequestError, match="not a readable .npy"):
+    with pytest.raises(RequestError, match="not a NumPy .npy file"):
         parse_codes_upload(b"hello", 52)
+    with pytest.raises(RequestError, match="Python objects"):
+        parse_codes_upload(_npy(np.array([{"a": 1}], dtype=object)), 52)
 
 
 # ----- controls, cache, camera ------------------------------------------------------------------------------
@@ -337,3 +339,90 @@ def test_cuda_frames_match_cpu_frames(avatar_path, renderer):
     req = FrameRequest(jaw_code(0.5), CameraState(20.0, 5.0, 1.0, (0.0, 0.0)), 64, "png")
     a, b = (_decode(r.render(req).data).astype(np.float32) for r in (renderer, gpu))
     assert np.abs(a - b).mean() < 3.0
+
+
+# ----- cross-site protection and POST latest-wins ---------------------------------------------------------
+def test_host_and_origin_rules():
+    from stages.view.server import host_allowed, origin_allowed
+
+    for host in ("127.0.0.1:8765", "localhost:8765", "[::1]:8765", "LOCALHOST:8765"):
+        assert host_allowed(host, 8765), host
+    for host in ("attacker.example.com:8765", "127.0.0.1:9999", "127.0.0.1.evil.com:8765", "", None,
+                 "localhost", "[::1]"):
+        assert not host_allowed(host, 8765), host
+    assert host_allowed("localhost", 80)
+    assert origin_allowed(None, "127.0.0.1:8765") and origin_allowed("http://127.0.0.1:8765", "127.0.0.1:8765")
+    assert not origin_allowed("http://evil.example.com", "127.0.0.1:8765")
+    assert not origin_allowed("null", "127.0.0.1:8765")
+
+
+def test_foreign_origins_and_host_names_are_refused(renderer):
+    """A page on another site (cross-site WebSocket hijacking, a text/plain POST) or a rebinding DNS name must get
+    nothing from a server bound to 127.0.0.1; the server's own page still works."""
+    evil = {"Origin": "http://evil.example.com"}
+
+    async def body(client):
+        own = f"http://{client.host}:{client.port}"
+        ok = await client.post("/api/frame", data="{}", headers={"Origin": own, "Content-Type": "text/plain"})
+        assert ok.status == 200
+        r = await client.post("/api/frame", data="{}", headers={**evil, "Content-Type": "text/plain"})
+        assert r.status == 403 and "refused" in (await r.json())["error"]
+        up = await client.post("/api/codes", data=_npy(np.zeros((2, 52), np.float32)), headers=evil)
+        assert up.status == 403
+        for path in ("/", "/api/info", "/static/viewer.js"):
+            rebound = await client.get(path, headers={"Host": f"attacker.example.com:{client.port}"})
+            assert rebound.status == 403, path
+        with pytest.raises(Exception):  # noqa: B017 (aiohttp raises WSServerHandshakeError, a ClientError)
+            await client.ws_connect("/ws", headers=evil)
+        with pytest.raises(Exception):  # noqa: B017
+            await client.ws_connect("/ws", headers={"Host": f"attacker.example.com:{client.port}"})
+        ws = await client.ws_connect("/ws", headers={"Origin": own})
+        await ws.send_str(json.dumps({"id": 1, "size": 32}))
+        assert (await ws.receive_json(timeout=30))["id"] == 1
+        await ws.close()
+
+    _run(renderer, body)
+
+
+class _SlowRenderer:
+    """The real renderer, 0.25 s slower per frame, counting its renders."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def render(self, request):
+        import time
+
+        self.calls += 1
+        time.sleep(0.25)
+        return self.inner.render(request)
+
+
+def test_post_frames_are_latest_wins(renderer):
+    """20 requests fired at once, then one more: only a few are rendered and the last comes back promptly
+    (queued one after another they would take 21 × 0.25 s)."""
+    import time
+
+    slow = _SlowRenderer(renderer)
+
+    async def body(client):
+        burst = [asyncio.create_task(client.post("/api/frame", data=json.dumps({"id": i, "size": 16})))
+                 for i in range(20)]
+        await asyncio.sleep(0.05)
+        t0 = time.perf_counter()
+        last = await client.post("/api/frame", data=json.dumps({"id": 99, "size": 16}))
+        waited = time.perf_counter() - t0
+        assert last.status == 200
+        statuses = [r.status for r in await asyncio.gather(*burst)]
+        assert statuses.count(409) >= 17 and set(statuses) <= {200, 409}
+        assert slow.calls <= 3 and waited < 2.0, (slow.calls, waited)
+
+    async def main():
+        app = create_app(slow, face_controls("arkit52", 52), None, ViewSettings(48, 128, 25.0))
+        async with TestClient(TestServer(app)) as client:
+            return await body(client)
+
+    asyncio.run(main())

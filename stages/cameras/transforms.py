@@ -16,6 +16,7 @@ from stages.errors import BadInput
 from stages.io import read_json, write_json
 
 INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h")
+MAX_IMAGE_SIDE = 8192  # larger frames would need tens of GB for the per-pixel buffers of the renderer
 _UNSUPPORTED_MODELS = {"OPENCV_FISHEYE", "FISHEYE", "EQUIRECTANGULAR"}
 
 
@@ -113,6 +114,9 @@ def read_transforms(path: str | Path) -> Transforms:
             raise BadInput(f"frame {k} transform_matrix must be a finite 4x4 matrix", path)
         if intr["w"] <= 0 or intr["h"] <= 0 or intr["fl_x"] <= 0 or intr["fl_y"] <= 0:
             raise BadInput(f"frame {k} has non-positive image size or focal length", path)
+        if intr["w"] > MAX_IMAGE_SIDE or intr["h"] > MAX_IMAGE_SIDE:
+            raise BadInput(f"frame {k} asks for a {intr['w']:g}x{intr['h']:g} image; at most {MAX_IMAGE_SIDE} "
+                           "pixels a side are rendered", path)
         extra = {key: v for key, v in fr.items()
                  if key not in (*INTRINSIC_KEYS, "file_path", "mask_path", "transform_matrix")}
         frames.append(Frame(str(fr["file_path"]), c2w, intr["fl_x"], intr["fl_y"], intr["cx"], intr["cy"],

@@ -10,7 +10,9 @@ ROOT is a folder of captures, one capture folder, or its `decoder/` folder. Per 
 ```
 K and T are stored transposed: K.T is the intrinsic matrix, T.T[:3] the OpenCV world-to-camera [R|t] in
 millimetres, with pixel centres on integers. The calibration is for the full sensor (2668x4096); the
-shipped images are 2x or 4x smaller, which `views.calibration_factor` works out (option `calib_factor`).
+shipped images are 2x or 4x smaller, which `views.calibration_factor` works out (option `calib_factor`); the
+intrinsics scale as Ava256's own loader scales them (`K[:2] / downsample`, integer pixel centres scaling: see
+`views.opencv_rig`, scaling "centres").
 Cameras are moved into head space with each frame's head pose (x_world = R_h x_head + t_h, so the head-space
 world-to-camera is [R|t] @ [R_h|t_h]); without head_pose.zip they stay in the studio world. The subject's rig
 at its first frame fixes one normalisation (`stages.capture.normalise`, metres by default) used for all frames.
@@ -210,7 +212,7 @@ class Ava256Dataset(HeadDataset):
         ids = s["cam_ids"]
         w2c = np.stack([s["calib"][c]["w2c"] @ H for c in ids])
         return opencv_rig(w2c, np.stack([s["calib"][c]["K"] for c in ids]), s["width"], s["height"],
-                          np.array([s["factors"][c] for c in ids]), MM)
+                          np.array([s["factors"][c] for c in ids]), MM, scaling="centres")
 
     def _rig(self, name: str, t: int) -> tuple[Cameras, list, Cameras]:
         """(normalised full-image cameras, head crops, cropped cameras) at a frame; a few frames are cached."""

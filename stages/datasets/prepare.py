@@ -7,7 +7,7 @@ timestep, so every frame of the capture records the same expression code when th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,18 @@ class DatasetPrepared:
     description: str
     camera_names: list[str]
     expression_space: str | None
+    notes: list[str] = field(default_factory=list)  # what the user should know about the capture's world
+
+
+def world_note(ds: HeadDataset, has_code: bool) -> str | None:
+    """NeRSemble with head_pose=none keeps the cameras in the rig's world, so the head need not face +z (up to
+    ~27 degrees off in the benchmark's sequences): say so, and how to get the head's frame when it is tracked."""
+    if ds.kind != "nersemble" or getattr(ds, "head_pose", "none") != "none":
+        return None
+    fix = ("; add ?head_pose=flame to the source to move them into the FLAME-tracked head's frame" if has_code
+           else " (this sequence has no FLAME tracking to move them into the head's frame)")
+    return ("cameras stay in the NeRSemble rig's world (centred and scaled, not turned to the head), so the head "
+            f"may not face +z as the model expects{fix}")
 
 
 def _subject(ds: HeadDataset, name: str | None) -> str:
@@ -121,6 +133,8 @@ def prepare_from_dataset(spec: str, out: str | Path, res: int, pick: DatasetPick
         meta["normalisation"] = norm.to_json()
     if not ds.has_masks(subject) and bool((masks > 0.999).all()):
         masks = None  # no masks and no padding: plain RGB says "no mask" to read_capture
+    note = world_note(ds, code is not None)
+    meta["prepare"]["world"] = "rig" if note else "head"
     write_capture(out, rgb, masks, cams[idx], None if code is None else np.repeat(code[None], len(idx), 0),
                   space, meta)
-    return DatasetPrepared(out, subject, t, ds.describe(subject, t), names, space)
+    return DatasetPrepared(out, subject, t, ds.describe(subject, t), names, space, [note] if note else [])

@@ -41,10 +41,23 @@ def calibration_factor(cx: float, width: int, given: str | None = None) -> float
     return float(min((1, 2, 4, 8), key=lambda f: abs(math.log(ratio / f))))
 
 
+PIXEL_SCALINGS = ("corners", "centres")
+
+
 def opencv_rig(w2c: np.ndarray, K: np.ndarray, width: int, height: int, factor: np.ndarray | float = 1.0,
-               metres_per_unit: float = 1.0) -> Cameras:
+               metres_per_unit: float = 1.0, scaling: str = "corners") -> Cameras:
     """Cameras from OpenCV world-to-camera matrices (N, 3|4, 4) and intrinsics (N, 3, 3) calibrated for images
-    `factor` times larger than width x height (pixel centres on integers); translations become metres."""
+    `factor` times larger than width x height (pixel centres on integers); translations become metres.
+
+    How a calibration carries over to the smaller image depends on how the dataset made that image:
+    - "corners": an area resize, whose image corners line up: scale about the corner, so the principal point
+      becomes (c + 0.5) / factor in pixel-corner coordinates;
+    - "centres": the dataset scales its integer-centre intrinsics by 1 / factor (Ava256's own loader does
+      `K[:2] / downsample`, and its images follow that), so pixel i of the small image sits at i * factor of
+      the large one: the principal point becomes c / factor + 0.5.
+    The two differ by (0.5 - 0.5 / factor) px per axis: 0.375 px (0.53 px diagonally) at factor 4."""
+    if scaling not in PIXEL_SCALINGS:
+        raise ValueError(f"scaling must be one of {PIXEL_SCALINGS}, got {scaling!r}")
     w2c = np.asarray(w2c, np.float64)
     n = w2c.shape[0]
     M = np.tile(np.eye(4), (n, 1, 1))
@@ -53,10 +66,12 @@ def opencv_rig(w2c: np.ndarray, K: np.ndarray, width: int, height: int, factor: 
     c2w = np.linalg.inv(M) @ np.diag([1.0, -1.0, -1.0, 1.0])  # OpenCV camera axes -> OpenGL ones
     K = np.broadcast_to(np.asarray(K, np.float64), (n, 3, 3))
     f = np.broadcast_to(np.asarray(factor, np.float64), (n,))
-    # integer pixel centres -> pixel corners (+0.5), then scale about the corner to the shipped image
+    if scaling == "corners":  # integer pixel centres -> pixel corners (+0.5), then scale about the corner
+        cx, cy = (K[:, 0, 2] + 0.5) / f, (K[:, 1, 2] + 0.5) / f
+    else:  # scale the integer-centre principal point, then move to pixel corners (+0.5)
+        cx, cy = K[:, 0, 2] / f + 0.5, K[:, 1, 2] / f + 0.5
     return Cameras(torch.from_numpy(c2w), torch.from_numpy(K[:, 0, 0] / f), torch.from_numpy(K[:, 1, 1] / f),
-                   torch.from_numpy((K[:, 0, 2] + 0.5) / f), torch.from_numpy((K[:, 1, 2] + 0.5) / f),
-                   int(width), int(height))
+                   torch.from_numpy(cx), torch.from_numpy(cy), int(width), int(height))
 
 
 def parse_scale(text: str | None) -> str | float:

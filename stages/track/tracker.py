@@ -58,20 +58,29 @@ def smoothing_settings(smooth: float, beta: float = DEFAULT_BETA) -> tuple[float
 
 
 def detect_frames(frames: Iterable[np.ndarray], fps: float, model: Path | None = None,
-                  min_confidence: float = 0.5) -> Iterator[tuple[np.ndarray, np.ndarray] | None]:
-    """Per frame, (ARKit code (52,), face transform (4, 4)) or None, running the landmarker in VIDEO mode
-    (it tracks the face from frame to frame, which is faster and steadier than detecting it every time)."""
-    with open_landmarker(model, video=True, min_confidence=min_confidence) as lm:
+                  min_confidence: float = 0.5, video: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray] | None]:
+    """Per frame, (ARKit code (52,), face transform (4, 4)) or None. A video runs the landmarker in VIDEO mode
+    (it tracks the face from frame to frame, which is faster and steadier than detecting it every time);
+    separate photos run in IMAGE mode, so no photo's result leans on the one before it."""
+    with open_landmarker(model, video=video, min_confidence=min_confidence) as lm:
         for i, frame in enumerate(frames):
-            face = detect(lm, frame, int(round(i * 1000.0 / fps)) if fps <= 1000 else i)
+            stamp = (int(round(i * 1000.0 / fps)) if fps <= 1000 else i) if video else None
+            face = detect(lm, frame, stamp)
             yield None if face is None else (face.blendshapes, face.transform)
 
 
-def track(source: FrameSource, model: Path | None = None, smooth: float = 1.0, beta: float = DEFAULT_BETA,
+def default_smooth(source: FrameSource) -> float:
+    """--smooth when not given: 1 for a video; 0 for images, which are separate photos, not a motion to smooth
+    (smoothing across unrelated photos pulls each toward its neighbours: a smile of 0.98 read as 0.60)."""
+    return 1.0 if source.is_video else 0.0
+
+
+def track(source: FrameSource, model: Path | None = None, smooth: float | None = None, beta: float = DEFAULT_BETA,
           min_confidence: float = 0.5, progress: Callable[[Iterator], Iterator] | None = None) -> Track:
-    """Track every frame of `source`; a source without a face in any frame is bad input."""
-    settings = smoothing_settings(smooth, beta)
-    results = detect_frames(source, source.fps, model, min_confidence)
+    """Track every frame of `source`; a source without a face in any frame is bad input. `smooth` None picks
+    `default_smooth(source)`."""
+    settings = smoothing_settings(default_smooth(source) if smooth is None else smooth, beta)
+    results = detect_frames(source, source.fps, model, min_confidence, video=source.is_video)
     if progress is not None:
         results = progress(results)
     codes, transforms, found = [], [], []

@@ -130,10 +130,15 @@ def parse_codes_upload(data: bytes, dim: int, max_frames: int = 100_000) -> np.n
     """An uploaded codes.npy (T, D) or (D,), checked like `load_codes` checks files (RequestError on faults)."""
     import io
 
+    if not data.startswith(b"\x93NUMPY"):
+        raise RequestError("upload is not a NumPy .npy file (no .npy header); save codes with numpy.save")
     try:
         codes = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise RequestError(f"upload is not a readable .npy array ({exc})") from None
+    except ValueError as exc:
+        why = "it holds Python objects, not numbers" if "pickle" in str(exc) else str(exc)
+        raise RequestError(f"upload is not a readable .npy array ({why})") from None
+    except (OSError, EOFError) as exc:
+        raise RequestError(f"upload is a truncated .npy file ({exc.__class__.__name__})") from None
     if codes.ndim == 1:
         codes = codes[None]
     if codes.ndim != 2 or codes.shape[0] == 0:

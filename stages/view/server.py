@@ -8,7 +8,13 @@ Latency: on the WebSocket the newest request wins. Requests that arrive while a 
 pending slot, so the server never works through a backlog; the page also sends its next request only after
 the previous frame arrived. Each frame goes out as a JSON text message (timings, id) then the image bytes.
 Bad requests get a JSON error (HTTP 400/413, or an {"type": "error"} message on the socket) and the server
-keeps going."""
+keeps going. POST /api/frame is latest-wins too: a request still waiting when a newer one arrives gets HTTP 409
+instead of a render, and one whose client has gone is dropped, so abandoned requests never queue.
+
+Cross-site protection: a web page the user opens elsewhere must not drive the avatar or read its frames. Every
+request whose Origin header names another origin than the server's own is refused (403: cross-site WebSocket
+hijacking, cross-origin POSTs), and, unless the server was bound to a non-loopback --host, so is every Host
+header other than 127.0.0.1, localhost or [::1] with the server's port (403: DNS rebinding)."""
 
 from __future__ import annotations
 
@@ -41,6 +47,10 @@ class ViewSettings:
     max_size: int = 1024
     fps: float = 25.0  # timeline playback rate
     title: str = "avat3r view"
+    any_host: bool = False  # True when bound to a non-loopback --host: other machines reach it by their names
+
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
 def is_loopback(host: str) -> bool:
@@ -51,6 +61,31 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _split_host(host: str) -> tuple[str, int | None]:
+    """'name:port' / '[v6]:port' / 'name' → (name, port or None); the name keeps its brackets, in lower case."""
+    host = host.strip().lower()
+    name, sep, port = host.rpartition(":")
+    if not sep or name.endswith(":") or (host.startswith("[") and not name.endswith("]")):
+        return host, None  # no port (or a bare IPv6 address)
+    return name, int(port) if port.isdigit() else -1
+
+
+def host_allowed(host: str | None, port: int) -> bool:
+    """Is a Host header one of this machine's loopback names with the server's port (DNS-rebinding guard)?"""
+    if not host:
+        return False
+    name, given = _split_host(host)
+    return name in LOOPBACK_NAMES and given in (port, None if port == 80 else port)
+
+
+def origin_allowed(origin: str | None, host: str | None) -> bool:
+    """A request without Origin (scripts, curl) or from the page the server itself served."""
+    if origin is None:
+        return True
+    return host is not None and origin.strip().lower() in (f"http://{host.strip().lower()}",
+                                                          f"https://{host.strip().lower()}")
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -66,7 +101,19 @@ def create_app(renderer: ViewRenderer, controls: FaceControls, codes: np.ndarray
                settings: ViewSettings | None = None) -> web.Application:
     """The aiohttp application serving one avatar."""
     settings = settings or ViewSettings()
-    app = web.Application(client_max_size=MAX_UPLOAD_BYTES)
+    @web.middleware
+    async def same_site_only(req: web.Request, handler):  # noqa: ANN001, ANN202 (aiohttp's handler type)
+        sock = req.transport.get_extra_info("sockname") if req.transport else None
+        port = sock[1] if sock else -1
+        if not settings.any_host and not host_allowed(req.headers.get("Host"), port):
+            return _error(403, f"Host {req.headers.get('Host')!r} is not this viewer's address; open "
+                               f"http://127.0.0.1:{port}/ (start with --host to serve other names)")
+        if not origin_allowed(req.headers.get("Origin"), req.headers.get("Host")):
+            return _error(403, f"requests from {req.headers.get('Origin')!r} are refused: only the viewer's own "
+                               "page may use it")
+        return await handler(req)
+
+    app = web.Application(client_max_size=MAX_UPLOAD_BYTES, middlewares=[same_site_only])
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="avat3r-render")
 
     def parse(payload: str | bytes | dict) -> FrameRequest:
@@ -84,6 +131,9 @@ def create_app(renderer: ViewRenderer, controls: FaceControls, codes: np.ndarray
                 "codes": None if codes is None else np.round(codes, 4).tolist()}
         return web.json_response(body)
 
+    post_lock = asyncio.Lock()  # one POST frame renders at a time ...
+    newest = {"ticket": 0}  # ... and only the newest waiting one is rendered next
+
     async def frame(req: web.Request) -> web.Response:
         if req.content_length is not None and req.content_length > MAX_REQUEST_BYTES:
             return _error(413, f"request of {req.content_length} bytes is larger than the {MAX_REQUEST_BYTES} "
@@ -92,7 +142,14 @@ def create_app(renderer: ViewRenderer, controls: FaceControls, codes: np.ndarray
             fr = parse(await req.read())
         except RequestError as exc:
             return _error(400, str(exc))
-        out = await render(fr)
+        newest["ticket"] += 1
+        ticket = newest["ticket"]
+        async with post_lock:
+            if ticket != newest["ticket"]:
+                return _error(409, "superseded by a newer frame request (the newest request wins)")
+            if req.transport is None or req.transport.is_closing():
+                return _error(409, "the client went away before its frame was rendered")
+            out = await render(fr)
         headers = {"X-Decode-Ms": f"{out.decode_ms:.2f}", "X-Render-Ms": f"{out.render_ms:.2f}",
                    "X-Cached": "1" if out.cached else "0", "Cache-Control": "no-store"}
         return web.Response(body=out.data, content_type=out.mime, headers=headers)
