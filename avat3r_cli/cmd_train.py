@@ -52,7 +52,7 @@ def train_cmd(
     workers: Annotated[int, typer.Option(help="Processes decoding dataset frames ahead (0: none).")] = 2,
     time_limit: Annotated[float, typer.Option(help="Save and stop after this many seconds (0: none).")] = 0.0,
     init: Annotated[Path | None, typer.Option(help="Start from these weights instead of random ones.")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue from OUT/train_state.pt when present.")] = True,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/train_state.safetensors when present.")] = True,
     ship: Annotated[Path | None, typer.Option(help="After training, export fp16 shards (≤16 MiB) here.")] = None,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,

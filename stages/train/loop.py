@@ -7,24 +7,23 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from stages.io import atomic_path, write_image
+from stages.io import write_image
 from stages.metrics import psnr, ssim
 from stages.model import Avat3rNet, preset
 from stages.model.checkpoint import save_checkpoint
 from stages.render import render
 from stages.train.config import TrainConfig
 from stages.train.data import Batch, DiskSource, SynthPool, SynthSource, collate
+from stages.train.state import LEGACY_STATE_FILE, STATE_FILE, TrainState, load_legacy_state, load_state, save_state
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -83,27 +82,20 @@ def loss_terms(pred_rgb: Tensor, pred_alpha: Tensor, batch: Batch, backgrounds: 
     return loss, logs
 
 
-def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def save_training_state(out: Path, model: Avat3rNet, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> None:
-    """Weights (safetensors, usable as a checkpoint) + everything needed to resume bit-identically."""
+    """Weights (safetensors, usable as a checkpoint) + everything needed to resume bit-identically (no pickle)."""
     save_checkpoint(out / "model.safetensors", model, {"step": str(step), "train_config": cfg.to_json()})
-    with atomic_path(out / "train_state.pt") as tmp:
-        torch.save({"step": step, "optimizer": opt.state_dict(), "rng": _rng_state(),
-                    "model": model.state_dict(), "config": cfg.to_json()}, tmp)
+    save_state(out / STATE_FILE, model, opt, step, cfg.to_json())
+
+
+def resume_point(out: Path) -> TrainState | None:
+    """The run's saved state, if any: the safetensors state, else a pre-safetensors train_state.pt (read without
+    running code)."""
+    if (out / STATE_FILE).exists():
+        return load_state(out / STATE_FILE)
+    if (out / LEGACY_STATE_FILE).exists():
+        return load_legacy_state(out / LEGACY_STATE_FILE)
+    return None
 
 
 def validation_grid(pred: Tensor, batch: Batch, path: Path, max_rows: int = 4) -> None:
@@ -140,13 +132,12 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
         log(f"initialised weights from {cfg.init}")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     step = 0
-    state_path = out / "train_state.pt"
-    if resume and state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=False)  # RNG states must stay on CPU
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"])
-        step = state["step"]
+    state = resume_point(out) if resume else None
+    if state is not None:
+        model.load_state_dict(state.model)
+        opt.load_state_dict(state.optimizer)
+        state.restore_rng()
+        step = state.step
         log(f"resumed {out} at step {step}")
     if rank == 0:
         (out / "train_config.json").write_text(cfg.to_json())
