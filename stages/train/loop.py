@@ -1,4 +1,4 @@
-"""The training loop (nanoGPT-style: one plain function). Adam with warm-up and cosine decay, bf16 autocast
+"""The training loop (nanoGPT-style: one plain function). AdamW with warm-up and cosine decay, bf16 autocast
 on CUDA, gradient clipping, checkpoints every N steps and on SIGTERM with exact resume, a JSONL metrics log,
 PNG validation grids, and DistributedDataParallel when launched with torchrun."""
 
