@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import shutil
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any, get_type_hints
@@ -46,6 +47,7 @@ def _train(out: Path, set_: list[str] | None, init: Path | None, resume: bool, s
     from stages.model.checkpoint import load_model, save_checkpoint
     from stages.train.config import TrainConfig
     from stages.train.loop import train
+    from stages.train.state import STATE_FILE
 
     data, prior = options["data"], options["prior"]
     overrides = parse_overrides(set_ or [])
@@ -59,7 +61,13 @@ def _train(out: Path, set_: list[str] | None, init: Path | None, resume: bool, s
     rep = Reporter(quiet, dev)
     cfg = TrainConfig(out=str(out), model_overrides=overrides, seed=seed, device=str(dev),
                       init=str(init) if init else "", **options)
-    run = train(cfg, log=rep.log if not quiet else (lambda m: None), resume=resume)
+    created = not out.exists()
+    try:
+        run = train(cfg, log=rep.log if not quiet else (lambda m: None), resume=resume)
+    except BadInput:
+        if created and not (out / STATE_FILE).exists():  # a folder this command made and left no resume point in
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     if ship is not None and int(os.environ.get("RANK", "0")) == 0:  # one shipper under torchrun
         import torch
 

@@ -211,3 +211,40 @@ def test_train_options_come_from_the_config(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     c = seen["cfg"]
     assert (c.pool_lifetime, c.bf16, c.source, c.model_overrides) == (7, False, "fresh", {"width": 32})
+
+
+def test_bad_model_settings_are_one_sentence_and_leave_no_folder(tmp_path):
+    from typer.testing import CliRunner
+
+    from avat3r_cli.app import app
+
+    run = tmp_path / "run"
+    for args, says in ((["--preset", "huge"], "unknown model preset"), (["--set", "bogus=1"], "not a model option"),
+                       (["--set", "patch_size=12"], "power of two"), (["--set", "width=abc"], "whole number")):
+        r = CliRunner().invoke(app, ["train", "--out", str(run), "--device", "cpu", "--quiet", *args])
+        assert r.exit_code == 2 and says in r.output, (args, r.output)
+        assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+        assert not run.exists(), args
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    """A stored run resumes only with the same settings, except those RESUME_MAY_CHANGE (steps, logging, ...)."""
+    from typer.testing import CliRunner
+
+    from avat3r_cli.app import app
+    from stages.model import Avat3rNet
+    from stages.train.config import check_resumable, model_config
+    from stages.train.state import save_state
+
+    run = tmp_path / "run"
+    run.mkdir()
+    stored = TrainConfig(out=str(run), preset="tiny", device="cpu")
+    model = Avat3rNet(model_config("tiny", {}))
+    save_state(run / "train_state.safetensors", model, torch.optim.AdamW(model.parameters()), 5, stored.to_json())
+    r = CliRunner().invoke(app, ["train", "--out", str(run), "--preset", "tiny", "--device", "cpu", "--quiet",
+                                 "--lr", "0.001", "--set", "width=128"])
+    assert r.exit_code == 2, r.output
+    assert "cannot resume" in r.output and "lr 0.0003 (stored) vs 0.001" in r.output and "model_overrides" in r.output
+    assert sorted(p.name for p in run.iterdir()) == ["train_state.safetensors"]  # the user's run is untouched
+    longer = TrainConfig(out="elsewhere", preset="tiny", device="cuda", steps=99999, log_every=3)
+    check_resumable(longer, stored.to_json(), run)  # more steps, other logging, another device: allowed

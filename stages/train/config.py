@@ -5,8 +5,12 @@ the command line and the config cannot disagree about a default."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
+
+from stages.errors import BadInput
+from stages.model.config import PRESETS, ModelConfig
 
 
 def opt(default: Any, help: str) -> Any:  # noqa: A002 - the name Typer/argparse users expect
@@ -63,3 +67,49 @@ class TrainConfig:
     @staticmethod
     def from_json(text: str) -> TrainConfig:
         return TrainConfig(**json.loads(text))
+
+
+_KIND = {int: "a whole number", float: "a number", bool: "true or false", str: "a string",
+         tuple: "a list of whole numbers such as [64,32]"}
+
+# What a resumed run may change: how long it runs, how often it logs and saves, and where. Anything else (data,
+# model, loss, schedule shape, seed) would silently make the resumed run a different experiment.
+RESUME_MAY_CHANGE = frozenset({"out", "steps", "time_limit", "log_every", "val_every", "ckpt_every", "workers",
+                               "device", "init"})
+
+
+def model_config(name: str, overrides: dict) -> ModelConfig:
+    """The network config for --preset NAME with --set overrides, or BadInput naming the fault (an unknown
+    preset or key, a value of the wrong type, a combination the network cannot build)."""
+    if name not in PRESETS:
+        raise BadInput(f"--preset {name}: unknown model preset; choose from {', '.join(PRESETS)}")
+    known = {f.name: f for f in fields(ModelConfig)}
+    defaults = ModelConfig()
+    for key, value in overrides.items():
+        if key not in known:
+            raise BadInput(f"--set {key}: not a model option; choose from {', '.join(known)}")
+        want = type(getattr(defaults, key))
+        if want is tuple:
+            ok = isinstance(value, list) and all(type(v) is int for v in value)
+        elif want is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            ok = type(value) is want
+        if not ok:
+            raise BadInput(f"--set {key}={json.dumps(value)}: expected {_KIND[want]}")
+    try:
+        return ModelConfig(**{**PRESETS[name], **overrides})
+    except ValueError as exc:
+        shown = " ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items())
+        raise BadInput(f"--preset {name}{' --set ' + shown if shown else ''}: {exc}") from None
+
+
+def check_resumable(cfg: TrainConfig, stored_json: str, path: Path) -> None:
+    """Refuse to resume a run whose stored settings differ from this command's in anything but RESUME_MAY_CHANGE,
+    naming the keys, instead of continuing with a silent mix of the two."""
+    stored, now = json.loads(stored_json), asdict(cfg)
+    differ = sorted(k for k in stored.keys() & now.keys() if k not in RESUME_MAY_CHANGE and stored[k] != now[k])
+    if differ:
+        diffs = ", ".join(f"{k} {json.dumps(stored[k])} (stored) vs {json.dumps(now[k])}" for k in differ)
+        raise BadInput(f"cannot resume: this run was saved with other settings ({diffs}); repeat the stored ones "
+                       "(train_config.json), or start a new --out", path)

@@ -18,10 +18,10 @@ from torch import Tensor
 
 from stages.io import write_image
 from stages.metrics import psnr, ssim
-from stages.model import Avat3rNet, preset
+from stages.model import Avat3rNet
 from stages.model.checkpoint import save_checkpoint
 from stages.render import render
-from stages.train.config import TrainConfig
+from stages.train.config import TrainConfig, check_resumable, model_config
 from stages.train.data import Batch, DiskSource, SynthPool, SynthSource, collate
 from stages.train.state import LEGACY_STATE_FILE, STATE_FILE, TrainState, load_legacy_state, load_state, save_state
 
@@ -111,7 +111,13 @@ def validation_grid(pred: Tensor, batch: Batch, path: Path, max_rows: int = 4) -
 
 def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = True,
           stop_after: int | None = None) -> Path:
-    """Train (or resume) the run in cfg.out; returns the run folder. `stop_after` ends early (for tests)."""
+    """Train (or resume) the run in cfg.out; returns the run folder. `stop_after` ends early (for tests).
+    Settings and the resume point are checked before anything is created, so bad input leaves nothing behind."""
+    out = Path(cfg.out)
+    model_cfg = model_config(cfg.preset, cfg.model_overrides)
+    state = resume_point(out) if resume else None
+    if state is not None:
+        check_resumable(cfg, state.config_json, out / STATE_FILE)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank = int(os.environ.get("RANK", "0"))
     if distributed:
@@ -120,10 +126,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
         device = torch.device("cuda", torch.cuda.current_device())
     else:
         device = torch.device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    model_cfg = preset(cfg.preset, **cfg.model_overrides)
     model = Avat3rNet(model_cfg).to(device)
     if cfg.init:
         from stages.model.checkpoint import read_checkpoint
@@ -132,7 +136,6 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
         log(f"initialised weights from {cfg.init}")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     step = 0
-    state = resume_point(out) if resume else None
     if state is not None:
         model.load_state_dict(state.model)
         opt.load_state_dict(state.optimizer)
