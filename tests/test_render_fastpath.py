@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_render import F64, odd_cameras, random_gaussians, reference
+from render_cases import F64, odd_cameras, random_gaussians
 
 from stages.cameras import orbit
 from stages.render import project, render, scaled_rotations
 from stages.render.rasterizer import bin_tiles, depth_order, needs_grad, pixel_boxes, rasterize
+from stages.render.reference import reference_render as reference
 
 
 def projected(g, cams):
