@@ -87,3 +87,19 @@ def test_no_import_cycles_between_stages_packages():
     assert cycles(edges) == []
     assert "stages.synth" not in edges["stages.capture"] and "stages.synth" not in edges["stages.datasets"]
 
+
+# Left for stages/view's owner (another change is rewriting that package): switch to stages.animate.framing.
+PRIVATE_IMPORTS_LEFT = {("stages.view.renderer", "stages.animate._framing")}
+
+
+def test_no_package_imports_another_packages_private_names():
+    """What another package uses is public (`framing`, `as_rgb_uint8`, `stable_seed`), not `_name`."""
+    mods = _modules()
+    found = set()
+    for mod, path in mods.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("stages."):
+                if node.module.split(".")[:2] == mod.split(".")[:2]:
+                    continue  # within one package, private helpers are fine
+                found |= {(mod, f"{node.module}.{a.name}") for a in node.names if a.name.startswith("_")}
+    assert found == PRIVATE_IMPORTS_LEFT

@@ -74,9 +74,9 @@ def _prepare(image: np.ndarray) -> np.ndarray:
     """uint8 RGB, upsampled so its shorter side is at least MIN_SIDE (a prepared image passes unchanged)."""
     import cv2
 
-    from stages.track.landmarker import _as_rgb_uint8
+    from stages.track.landmarker import as_rgb_uint8
 
-    img = _as_rgb_uint8(image)
+    img = as_rgb_uint8(image)
     scale = max(1.0, MIN_SIDE / min(img.shape[:2]))
     if scale > 1.0:
         img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
