@@ -7,6 +7,7 @@ import torch
 
 from stages.cameras import dome
 from stages.model import Avat3rNet, preset
+from stages.model import kept as kept_mod
 
 
 @pytest.fixture(autouse=True)
@@ -231,8 +232,8 @@ def test_kept_pixel_decoding_equals_full_maps():
             state = model.encode_identity(images, pos, conf, masks, cams)
             code = torch.rand(1, 52)
             full = model.decode(state, code).gaussians(0)
-            kept_pixels = model.kept_pixels(state)
-            kept = model.decode_kept(state, code, kept_pixels)
+            kept_pixels = kept_mod.kept_pixels(model, state)
+            kept = kept_mod.decode_kept(model, state, code, kept_pixels)
         _, _, ht, wt = kept_pixels.window
         assert (ht * wt < (128 // 8) ** 2) == cropped
         assert model.tokenwise_decoder == (overrides.get("layout", "stacked") == "stacked")
