@@ -55,6 +55,8 @@ def _train(out: Path, set_: list[str] | None, init: Path | None, resume: bool, s
         _expression_space_of(data, overrides)
     if prior not in ("builtin", "gt"):
         raise BadInput(f"--prior {prior}: expected builtin or gt")
+    if options["source"] not in ("pool", "fresh"):
+        raise BadInput(f"--source {options['source']}: expected pool or fresh")
     if prior == "gt" and data != "synth":
         raise BadInput("--prior gt needs ground-truth depth, which only --data synth has")
     dev = resolve_device(device)

@@ -220,7 +220,8 @@ def test_bad_model_settings_are_one_sentence_and_leave_no_folder(tmp_path):
 
     run = tmp_path / "run"
     for args, says in ((["--preset", "huge"], "unknown model preset"), (["--set", "bogus=1"], "not a model option"),
-                       (["--set", "patch_size=12"], "power of two"), (["--set", "width=abc"], "whole number")):
+                       (["--set", "patch_size=12"], "power of two"), (["--set", "width=abc"], "whole number"),
+                       (["--source", "stream"], "pool or fresh")):
         r = CliRunner().invoke(app, ["train", "--out", str(run), "--device", "cpu", "--quiet", *args])
         assert r.exit_code == 2 and says in r.output, (args, r.output)
         assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
