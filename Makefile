@@ -45,10 +45,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -m "not gpu" tests
+	$(BIN)/python -m pytest -q -rs -m "not gpu" tests
 
 test-gpu: $(STAMP)
-	$(BIN)/python -m pytest -q -m gpu tests
+	$(BIN)/python -m pytest -q -rs -m gpu tests
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -23,12 +23,11 @@ from stages.capture import MAX_VIEWS
 from stages.capture.prepare import (
     DEFAULT_HEAD_RADIUS,
     DEFAULT_RES,
-    DEFAULT_SYNTHETIC_RES,
     PrepareOptions,
     prepare_capture,
-    prepare_synthetic,
 )
 from stages.errors import BadInput
+from stages.synth.capture import DEFAULT_SYNTHETIC_RES, prepare_synthetic
 
 _PARAGRAPHS = [
     "Turn photos + cameras into a capture folder: square crops around the head, masks, normalised cameras.",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import shutil
+from dataclasses import fields
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, get_type_hints
 
 import typer
 
@@ -27,69 +30,46 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
-@command
-def train_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, metrics.jsonl, val/).")],
-    data: Annotated[str, typer.Option(help="'synth' (generated on the fly), a dataset folder (SPEC §7; also "
-                                      "synth:PATH), ava256:PATH or nersemble:PATH, with loader options after '?' "
-                                      "(see docs/datasets.md).")] = "synth",
-    preset: Annotated[str, typer.Option(help="Model size: tiny|base|paper.")] = "base",
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Model config override key=value.")] = None,
-    steps: Annotated[int, typer.Option(help="Total optimisation steps.")] = 20000,
-    batch_size: Annotated[int, typer.Option(help="Avatars per step (per GPU).")] = 4,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (Adam).")] = 3e-4,
-    warmup: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 500,
-    prior: Annotated[str, typer.Option(help="Positional prior in training: builtin|gt.")] = "builtin",
-    consistent_inputs: Annotated[bool, typer.Option(help="Ablation: inputs at the target expression.")] = False,
-    expr_weight: Annotated[float, typer.Option(help="Extra L1 on expression-changing pixels (synthetic).")] = 0.5,
-    pool_timesteps: Annotated[int, typer.Option(help="Expressions rendered per pooled subject.")] = 8,
-    lpips_after: Annotated[int, typer.Option(help="Add 0.01·LPIPS from this step (-1: never).")] = -1,
-    log_every: Annotated[int, typer.Option(help="Steps between log lines.")] = 50,
-    ckpt_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 1000,
-    val_every: Annotated[int, typer.Option(help="Steps between validation grids.")] = 1000,
-    pool_slots: Annotated[int, typer.Option(help="Synthetic subjects held in the GPU pool.")] = 32,
-    pool_lifetime: Annotated[int, typer.Option(help="Steps a pooled subject is reused before a new one.")] = 4000,
-    recipe: Annotated[str, typer.Option(help="Synthetic training-data recipe: '' (the original pool), 'wide', or "
-                                        "switches like 'cameras,mask_noise' / 'wide,-photometric' "
-                                        "(stages/train/recipe.py).")] = "",
-    recipe_share: Annotated[float, typer.Option(help="Fraction of pooled subjects built with --recipe; the "
-                                                "rest come from the original pool.")] = 1.0,
-    workers: Annotated[int, typer.Option(help="Processes decoding dataset frames ahead (0: none).")] = 2,
-    time_limit: Annotated[float, typer.Option(help="Save and stop after this many seconds (0: none).")] = 0.0,
-    init: Annotated[Path | None, typer.Option(help="Start from these weights instead of random ones.")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue from OUT/train_state.pt when present.")] = True,
-    ship: Annotated[Path | None, typer.Option(help="After training, export fp16 shards (≤16 MiB) here.")] = None,
-    device: DeviceOpt = "auto",
-    quiet: QuietOpt = False,
-    seed: SeedOpt = 0,
-) -> None:
+def _config_options() -> list[inspect.Parameter]:
+    """One keyword option per TrainConfig field that carries a help text, with the field's type and default."""
+    from stages.train.config import TrainConfig
+
+    hints = get_type_hints(TrainConfig)
+    return [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
+                              annotation=Annotated[hints[f.name], typer.Option(help=f.metadata["help"])])
+            for f in fields(TrainConfig) if "help" in f.metadata]
+
+
+def _train(out: Path, set_: list[str] | None, init: Path | None, resume: bool, ship: Path | None, device: str,
+           quiet: bool, seed: int, **options: Any) -> None:
     """Train Avat3r: 4 inputs at different timesteps (k-farthest views), 8 supervision views at the target
-    expression, 0.8·L1 + 0.2·SSIM (+ alpha, + LPIPS late). Launch with torchrun for several GPUs."""
+    expression, 0.8·L1 + 0.2·SSIM (+ alpha, + LPIPS late), AdamW. Launch with torchrun for several GPUs."""
     from stages.model.checkpoint import load_model, save_checkpoint
     from stages.train.config import TrainConfig
     from stages.train.loop import train
+    from stages.train.state import STATE_FILE
 
+    data, prior = options["data"], options["prior"]
     overrides = parse_overrides(set_ or [])
     if data != "synth":
         _expression_space_of(data, overrides)
-    from stages.train.recipe import parse_recipe
-
-    if parse_recipe(recipe).any and data != "synth":
-        raise BadInput(f"--recipe {recipe}: the training-data recipes widen the synthetic pool only (--data synth)")
     if prior not in ("builtin", "gt"):
         raise BadInput(f"--prior {prior}: expected builtin or gt")
+    if options["source"] not in ("pool", "fresh"):
+        raise BadInput(f"--source {options['source']}: expected pool or fresh")
     if prior == "gt" and data != "synth":
         raise BadInput("--prior gt needs ground-truth depth, which only --data synth has")
     dev = resolve_device(device)
     rep = Reporter(quiet, dev)
-    cfg = TrainConfig(out=str(out), data=data, preset=preset, model_overrides=overrides, steps=steps,
-                      batch_size=batch_size, lr=lr, warmup=warmup, prior=prior, consistent_inputs=consistent_inputs,
-                      lpips_after=lpips_after, log_every=log_every, ckpt_every=ckpt_every, val_every=val_every,
-                      seed=seed, device=str(dev), time_limit=time_limit, pool_slots=pool_slots,
-                      pool_lifetime=pool_lifetime, pool_timesteps=pool_timesteps, workers=workers,
-                      expr_weight=expr_weight, recipe=recipe, recipe_share=recipe_share,
-                      init=str(init) if init else "")
-    run = train(cfg, log=rep.log if not quiet else (lambda m: None), resume=resume)
+    cfg = TrainConfig(out=str(out), model_overrides=overrides, seed=seed, device=str(dev),
+                      init=str(init) if init else "", **options)
+    created = not out.exists()
+    try:
+        run = train(cfg, log=rep.log if not quiet else (lambda m: None), resume=resume)
+    except BadInput:
+        if created and not (out / STATE_FILE).exists():  # a folder this command made and left no resume point in
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     if ship is not None and int(os.environ.get("RANK", "0")) == 0:  # one shipper under torchrun
         import torch
 
@@ -97,6 +77,28 @@ def train_cmd(
         save_checkpoint(ship, model, {"trained_steps": meta.get("step", "0"), "train_config": cfg.to_json()},
                         dtype=torch.float16, shard=True)
     rep.summary(f"trained {run}" + (f", shipped to {ship}" if ship else ""))
+
+
+def _own_options() -> list[inspect.Parameter]:
+    """The options that are not TrainConfig fields as they stand (paths, the override list, the shared ones)."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    own = {
+        "out": (Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, metrics.jsonl, "
+                                                                 "val/).")], inspect.Parameter.empty),
+        "set_": (Annotated[list[str] | None, typer.Option("--set", help="Model config override key=value.")], None),
+        "init": (Annotated[Path | None, typer.Option(help="Start from these weights instead of random ones.")],
+                 None),
+        "resume": (Annotated[bool, typer.Option(help="Continue from OUT/train_state.safetensors when present.")],
+                   True),
+        "ship": (Annotated[Path | None, typer.Option(help="After training, export fp16 shards (≤16 MiB) here.")],
+                 None),
+        "device": (DeviceOpt, "auto"), "quiet": (QuietOpt, False), "seed": (SeedOpt, 0),
+    }
+    return [inspect.Parameter(name, kw, annotation=ann, default=default) for name, (ann, default) in own.items()]
+
+
+train_cmd = command(_train)
+train_cmd.__signature__ = inspect.Signature(_own_options()[:1] + _config_options() + _own_options()[1:])
 
 
 def _expression_space_of(data: str, overrides: dict) -> None:

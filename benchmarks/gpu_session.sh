@@ -30,7 +30,7 @@ score() {  # score GPU CHECKPOINT NAME: whole-image metrics vs baselines, and th
 
 main_train() {  # main_train TIME_LIMIT
   local from=(--init "$INIT")
-  [ -f "$RUNS/main/train_state.pt" ] && from=()
+  { [ -f "$RUNS/main/train_state.safetensors" ] || [ -f "$RUNS/main/train_state.pt" ]; } && from=()
   CUDA_VISIBLE_DEVICES=0,1 torchrun --standalone --nproc_per_node 2 -m avat3r_cli.app "${TRAIN[@]}" "${MAIN[@]}" \
     "${from[@]}" --time-limit "$1" --ship "$OUT/ckpt" >>"$RUNS/main.log" 2>&1
   score 0 "$OUT/ckpt" "main_$PHASE"

@@ -14,7 +14,7 @@ from stages.errors import BadInput
 from stages.render import render
 
 
-def _framing(avatar: Avatar, size: int) -> tuple[float, float]:
+def framing(avatar: Avatar, size: int) -> tuple[float, float]:
     """Camera distance and focal (for `size` pixels) that frame the head as the input photos did."""
     c = avatar.cameras
     radius = float(c.centers().norm(dim=-1).mean())
@@ -22,10 +22,13 @@ def _framing(avatar: Avatar, size: int) -> tuple[float, float]:
     return radius, focal
 
 
+_framing = framing  # the old private name, still used by stages/view/renderer.py until it moves over
+
+
 def camera_path(spec: str, n_frames: int, avatar: Avatar, size: int) -> Cameras:
     """`front`: a fixed frontal camera; `orbit`: a smooth swing of ±40° around the face; a path to a
     transforms.json: its cameras, cycled over the frames (frame i uses camera i mod F)."""
-    radius, focal = _framing(avatar, size)
+    radius, focal = framing(avatar, size)
     t = torch.arange(n_frames, dtype=torch.float32)
     if spec == "front":
         az, el = torch.zeros(n_frames), torch.full((n_frames,), 5.0)

@@ -27,6 +27,7 @@ from stages.graphs import LazyGraph
 from stages.io import atomic_path
 from stages.model import Avat3rNet, IdentityState
 from stages.model.checkpoint import DEFAULT_CHECKPOINT, checkpoint_sha256, load_model
+from stages.model.kept import decode_kept, kept_pixels
 
 FORMAT = "avat3r-avatar"
 VERSION = 1
@@ -174,7 +175,7 @@ class AvatarDriver:
         self.state: IdentityState = state
         self.device = dev
         with torch.no_grad():
-            self._kept = self._net.kept_pixels(state)  # the expression-independent part of every frame
+            self._kept = kept_pixels(self._net, state)  # the expression-independent part of every frame
 
     @property
     def expression_dim(self) -> int:
@@ -194,7 +195,7 @@ class AvatarDriver:
         return isinstance(self._frame, LazyGraph) and self._frame.recorded
 
     def _decode(self, code: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        g = self._net.decode_kept(self.state, code, self._kept)
+        g = decode_kept(self._net, self.state, code, self._kept)
         return g.means, g.quats, g.log_scales, g.opacity_logits, g.colors
 
 

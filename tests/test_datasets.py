@@ -444,8 +444,8 @@ def test_nersemble_v1_frame_folders(tmp_path):
 def write_spec7(root: Path, subjects: int = 3, timesteps: int = 2, cameras: int = 3, res: int = 32) -> None:
     """A SPEC section 7 dataset laid out as `avat3r synth` writes it, with random RGBA images (fast)."""
     from stages.cameras import frames_from_cameras, write_transforms
+    from stages.datasets.splits import split_subjects
     from stages.io import write_image
-    from stages.synth.dataset import split_subjects
     from stages.synth.studio import studio_cameras
 
     rng = np.random.default_rng(0)

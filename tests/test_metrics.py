@@ -236,30 +236,37 @@ def test_lpips_rejects_weights_of_the_other_network():
 # ---------------------------------------------------------------- CUDA
 
 
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
 @pytest.mark.gpu
+@needs_cuda
 def test_metrics_on_cuda_match_cpu():
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
     a, b = _random_pair(seed=4, shape=(2, 3, 64, 64))
     ac, bc = a.cuda(), b.cuda()
     assert torch.allclose(psnr(ac, bc).cpu(), psnr(a, b), atol=1e-4)
     assert torch.allclose(ssim(ac, bc).cpu(), ssim(a, b), atol=1e-5)
     with torch.autocast("cuda", dtype=torch.bfloat16):
         assert ssim(ac, bc).dtype == torch.float32
-    for net in ("alex", "vgg"):
-        if not lpips_available(net):
-            continue
-        model = LPIPS(net)
-        tf32 = torch.backends.cudnn.allow_tf32
-        torch.backends.cudnn.allow_tf32 = False  # compare exact float32 arithmetic
-        try:
-            with torch.no_grad():
-                cpu = model(a, b)
-                model.cuda()
-                gpu = model(ac, bc).cpu()
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    gpu_bf16 = model(ac, bc).cpu()
-        finally:
-            torch.backends.cudnn.allow_tf32 = tf32
-        assert torch.allclose(gpu, cpu, atol=1e-4)
-        assert torch.allclose(gpu_bf16, cpu, atol=1e-4)
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("net", [pytest.param("alex", marks=needs_alex), pytest.param("vgg", marks=needs_vgg)])
+def test_lpips_on_cuda_matches_cpu(net):
+    a, b = _random_pair(seed=4, shape=(2, 3, 64, 64))
+    ac, bc = a.cuda(), b.cuda()
+    model = LPIPS(net)
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False  # compare exact float32 arithmetic
+    try:
+        with torch.no_grad():
+            cpu = model(a, b)
+            model.cuda()
+            gpu = model(ac, bc).cpu()
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                gpu_bf16 = model(ac, bc).cpu()
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
+    assert torch.allclose(gpu, cpu, atol=1e-4)
+    assert torch.allclose(gpu_bf16, cpu, atol=1e-4)

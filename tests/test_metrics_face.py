@@ -172,23 +172,21 @@ def test_csim_uses_the_ground_truth_face_box_and_skips_faceless_ground_truth(emb
 
 
 @needs_dlib
-def test_stranger_cosine_matches_a_sample_of_lfw(embedder):
-    """STRANGER_COSINE was measured on all 100 faces of skimage's LFW subset; 20 of them land close to it."""
-    import cv2
+def test_stranger_cosine_holds_for_faces_it_was_not_fitted_on(embedder, astronaut):
+    """STRANGER_COSINE was fitted on skimage's LFW faces (5th-95th percentile 0.80-0.91). Two people outside that
+    sample (Eileen Collins, Grace Hopper), in colour, grey and mirrored, must normalise near 0 (within ±0.4; a
+    constant outside about 0.85-0.93 fails), the same person's variants near 1."""
+    hopper = _grace_hopper()
 
-    data = pytest.importorskip("skimage.data")
-    embs = []
-    for face in data.lfw_subset()[:20]:
-        grey = cv2.resize((np.clip(face, 0, 1) * 255).astype(np.uint8), (200, 200), interpolation=cv2.INTER_CUBIC)
-        img = np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
-        box = embedder.face_box(img)
-        if box is None:
-            import dlib
+    def variants(img):
+        grey = np.repeat(img.mean(-1, keepdims=True), 3, -1).astype(np.uint8)
+        return [img, np.ascontiguousarray(grey), np.ascontiguousarray(img[:, ::-1])]
 
-            box = dlib.rectangle(20, 20, 180, 180)  # the crop is the face
-        embs.append(embedder.embed(img, box))
-    cos = [csim_mod.cosine(a, b) for i, a in enumerate(embs) for b in embs[i + 1:]]
-    assert np.mean(cos) == pytest.approx(csim_mod.STRANGER_COSINE, abs=0.03)
+    a, h = [embedder.embed(x) for x in variants(astronaut)], [embedder.embed(x) for x in variants(hopper)]
+    strangers = [csim_mod.normalised(csim_mod.cosine(x, y)) for x in a for y in h]
+    same = [csim_mod.normalised(csim_mod.cosine(v[0], w)) for v in (a, h) for w in v[1:]]
+    assert all(abs(x) < 0.4 for x in strangers), strangers  # measured 0.88-0.90 raw, 0.12-0.30 normalised
+    assert min(same) > 0.9, same  # measured 0.99-0.996 raw
     assert csim_mod.normalised(csim_mod.STRANGER_COSINE) == 0.0 and csim_mod.normalised(1.0) == 1.0
 
 

@@ -462,9 +462,6 @@ def test_round_trip_of_a_capture(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_cli_synthetic_and_its_round_trip(tmp_path: Path) -> None:
     """`prepare --synthetic` writes a capture + targets; written out as photos, it comes back the same."""
-    synth = pytest.importorskip("stages.synth")
-    if not hasattr(synth, "make_synthetic_capture"):
-        pytest.skip("stages.synth.make_synthetic_capture is not there yet")
     args = ["prepare", "--synthetic", "--seed", "3", "--res", "48", "--out", str(tmp_path / "syn"), "-q"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output

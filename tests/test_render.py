@@ -9,68 +9,16 @@ import math
 import pytest
 import torch
 from gsplat.cuda._torch_impl import _fully_fused_projection, _quat_scale_to_covar_preci, _spherical_harmonics
+from render_cases import F64, odd_cameras, random_gaussians
 
 from stages.cameras import Cameras, look_at, make_cameras, orbit, spherical_eye
 from stages.gaussians import SH_C0, Gaussians
 from stages.render import pick_backend, project, render, scaled_rotations, view_colors
 from stages.render.rasterizer import rasterize
-
-F64 = torch.float64
+from stages.render.reference import reference_render as reference
 
 
 # ----- reference ------------------------------------------------------------------------------------------
-def reference(g: Gaussians, cams: Cameras, bg: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Dense front-to-back compositing with gsplat's rules, written pixel-parallel and Gaussian-sequential."""
-    W, H = cams.width, cams.height
-    dt = g.means.dtype
-    cams = cams.to(dtype=dt)
-    covars, _ = _quat_scale_to_covar_preci(g.quats, g.log_scales.exp(), compute_preci=False)
-    radii, m2d, depths, conics, _ = _fully_fused_projection(g.means, covars, cams.viewmats(), cams.K(), W, H)
-    op = torch.sigmoid(g.opacity_logits)
-    jj, ii = torch.meshgrid(torch.arange(W, dtype=dt) + 0.5, torch.arange(H, dtype=dt) + 0.5, indexing="xy")
-    outs = []
-    for c in range(len(cams)):
-        colors = view_colors(g, cams.centers()[c:c + 1])[0]
-        idx = (radii[c] > 0).all(-1).nonzero()[:, 0]
-        idx = idx[torch.argsort(depths[c][idx], stable=True)]
-        T = torch.ones(H, W, dtype=dt)
-        done = torch.zeros(H, W, dtype=torch.bool)
-        rgb = torch.zeros(H, W, 3, dtype=dt)
-        dep = torch.zeros(H, W, dtype=dt)
-        for k in idx.tolist():
-            dx, dy = m2d[c, k, 0] - jj, m2d[c, k, 1] - ii
-            a, b, cc = conics[c, k]
-            sigma = 0.5 * (a * dx * dx + cc * dy * dy) + b * dx * dy
-            alpha = torch.clamp_max(op[k] * torch.exp(-sigma), 0.999)
-            ok = (sigma >= 0) & (alpha >= 1 / 255) & ~done
-            next_t = T * (1 - alpha)
-            stop = ok & (next_t <= 1e-4)
-            ok, done = ok & ~stop, done | stop
-            w = torch.where(ok, alpha * T, torch.zeros_like(T))
-            rgb = rgb + w[..., None] * colors[k]
-            dep = dep + w * depths[c, k]
-            T = torch.where(ok, next_t, T)
-        alpha_img = 1 - T
-        depth = dep / alpha_img.clamp_min(1e-10)
-        outs.append((rgb + T[..., None] * bg[c], alpha_img[..., None], depth[..., None]))
-    return tuple(torch.stack(t) for t in zip(*outs, strict=True))
-
-
-def random_gaussians(n: int, seed: int, dtype=F64, sh_k: int = 0, scale: float = 0.02, op_shift: float = 0.0):
-    gen = torch.Generator().manual_seed(seed)
-    sh = 0.3 * torch.randn(n, sh_k, 3, generator=gen) if sh_k else None
-    g = Gaussians((torch.rand(n, 3, generator=gen) * 2 - 1) * 0.15, torch.randn(n, 4, generator=gen),
-                  math.log(scale) + 0.6 * torch.randn(n, 3, generator=gen),
-                  1.5 * torch.randn(n, generator=gen) + op_shift, torch.rand(n, 3, generator=gen), sh)
-    return g.to(dtype=dtype)
-
-
-def odd_cameras(n: int = 3) -> Cameras:
-    """Non-square cameras with off-centre principal points and unequal focal lengths."""
-    c = orbit(n, radius=0.8, focal=55, size=37, sweep_deg=120)
-    return Cameras(c.c2w, c.fx, c.fy * 1.1, c.cx + 1.3, c.cy - 2.2, 37, 29)
-
-
 def leaves(g: Gaussians) -> list[torch.Tensor]:
     ps = [g.means, g.quats, g.log_scales, g.opacity_logits, g.colors]
     ps += [g.sh_rest] if g.sh_rest is not None else []

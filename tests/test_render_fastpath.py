@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_render import F64, odd_cameras, random_gaussians, reference
+from render_cases import F64, odd_cameras, random_gaussians
 
 from stages.cameras import orbit
 from stages.render import project, render, scaled_rotations
 from stages.render.rasterizer import bin_tiles, depth_order, needs_grad, pixel_boxes, rasterize
+from stages.render.reference import reference_render as reference
 
 
 def projected(g, cams):
@@ -22,16 +23,13 @@ def projected(g, cams):
 
 
 @pytest.mark.parametrize("tile,batch,chunk", [(4, 16, 1 << 18), (8, 4, 1 << 10), (16, 1, 1 << 8), (4, 64, 64)])
-def test_fast_path_matches_dense_reference_float64(tile: int, batch: int, chunk: int, monkeypatch):
+def test_fast_path_matches_dense_reference_float64(tile: int, batch: int, chunk: int):
     # opaque layers (many pixels stop at T = 1e-4), two odd cameras rasterised together
     g = random_gaussians(150, seed=tile + batch, op_shift=2.5)
     cams = odd_cameras(2).to(dtype=F64)
     projs, cols = projected(g, cams)
     bg = torch.tensor([[0.1, 0.2, 0.3], [0.9, 0.8, 0.7]], dtype=F64)
-    from stages.render import fastpath
-
-    monkeypatch.setattr(fastpath.composite, "__defaults__", fastpath.composite.__defaults__[:3] + (chunk,))
-    out = rasterize(projs, cols, cams.width, cams.height, bg, tile=tile, batch=batch, fast=True)
+    out = rasterize(projs, cols, cams.width, cams.height, bg, tile=tile, batch=batch, fast=True, chunk_elements=chunk)
     ref = reference(g, cams, bg)
     for a, b in zip(out, ref, strict=True):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
@@ -159,3 +157,24 @@ def test_fast_path_matches_gsplat_and_autograd_path_on_cuda():
     assert float(torch.quantile(diff.flatten(), 0.999)) < 1e-4 and float(diff.max()) < 2e-2
     for a, b in zip((fast.rgb, fast.alpha), (slow.rgb.detach(), slow.alpha.detach()), strict=True):
         torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+
+
+def test_chunk_size_reaches_the_fast_path(monkeypatch):
+    """rasterize(chunk_elements=N) hands N to the fast path by name (the float64 test above relies on it)."""
+    from stages.render import fastpath
+
+    seen = []
+    real = fastpath.composite
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("chunk_elements"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fastpath, "composite", spy)
+    g = random_gaussians(20, seed=1)
+    cams = odd_cameras(1).to(dtype=F64)
+    projs, cols = projected(g, cams)
+    bg = torch.zeros(1, 3, dtype=F64)
+    rasterize(projs, cols, cams.width, cams.height, bg, fast=True, chunk_elements=64)
+    rasterize(projs, cols, cams.width, cams.height, bg, fast=True)
+    assert seen == [64, None]

@@ -35,7 +35,6 @@ from stages.io import read_image
 
 T = TypeVar("T")
 DEFAULT_RES = 512  # the model's input resolution for real photos
-DEFAULT_SYNTHETIC_RES = 256
 # The synthetic studio frames 0.34 m across at the head, seen from 1 m; a sphere of 0.17 at distance 1 spans
 # 1.5% more, so prepared photos match the framing the model was trained on (and leave room for hair).
 DEFAULT_HEAD_RADIUS = 0.17
@@ -196,14 +195,3 @@ def prepare_capture(src: str | Path, out: str | Path, opts: PrepareOptions | Non
     write_capture(out, np.stack(rgbs), alpha, Cameras.cat(cams), expressions,
                   source.meta.get("expression_space"), meta)
     return PrepareResult(out, len(views), kind, norm, warnings)
-
-
-def prepare_synthetic(out: str | Path, seed: int, res: int = DEFAULT_SYNTHETIC_RES) -> Path:
-    """A synthetic capture (4 inputs at different expressions and views) plus `targets/` for checking."""
-    try:
-        from stages.synth import make_synthetic_capture
-    except ImportError as exc:
-        raise BadInput("--synthetic needs the stages.synth module, which this installation lacks") from exc
-    if not 8 <= res <= 4096:
-        raise BadInput(f"--res must be between 8 and 4096, got {res}")
-    return make_synthetic_capture(Path(out), seed, res)

@@ -29,6 +29,7 @@ import numpy as np
 
 from stages.cameras import Cameras
 from stages.capture.normalise import Normalisation
+from stages.datasets.splits import split_names
 from stages.errors import BadInput
 
 SPLITS = ("train", "val", "test", "all")
@@ -70,13 +71,6 @@ def parse_spec(spec: str | Path) -> DatasetSpec:
 def some_of(names: list[str], n: int = 6) -> str:
     """The first n names, comma-separated, with ', ...' when there are more (for error messages)."""
     return ", ".join(names[:n]) + (", ..." if len(names) > n else "")
-
-
-def split_names(names: list[str], seed: int = 0) -> dict[str, list[str]]:
-    """Deterministic split by subject: ~80% train, ~10% val, ~10% test (the rule `avat3r synth` uses)."""
-    from stages.synth.dataset import split_subjects
-
-    return split_subjects(sorted(names), seed)
 
 
 class HeadDataset(ABC):
@@ -177,19 +171,3 @@ class HeadDataset(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.root)!r}, size={self.size})"
-
-
-def open_dataset(spec: str | Path, size: int) -> HeadDataset:
-    """Open a dataset from a `--data` spec string (see the module docstring) at crop size `size`."""
-    parsed = parse_spec(spec)
-    if parsed.kind == "synth":
-        from stages.datasets.synth import SynthDataset
-
-        return SynthDataset(parsed.path, size, parsed.options)
-    if parsed.kind == "ava256":
-        from stages.datasets.ava256 import Ava256Dataset
-
-        return Ava256Dataset(parsed.path, size, parsed.options)
-    from stages.datasets.nersemble import NeRSembleDataset
-
-    return NeRSembleDataset(parsed.path, size, parsed.options)

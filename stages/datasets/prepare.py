@@ -14,7 +14,8 @@ import numpy as np
 
 from stages.cameras import Cameras
 from stages.capture import MAX_VIEWS, write_capture
-from stages.datasets.base import HeadDataset, open_dataset, some_of
+from stages.datasets.base import HeadDataset, some_of
+from stages.datasets.registry import open_dataset
 from stages.errors import BadInput
 
 

@@ -218,9 +218,9 @@ def evaluate_dataset(checkpoint: Path | None, data: str, device: torch.device, s
     rows, grids = [], []
     try:
         for k, name in enumerate(track(subjects, "evaluating", len(subjects))):
-            from stages.train.data import _seed
+            from stages.train.data import stable_seed
 
-            g = torch.Generator().manual_seed(_seed(seed, k, 9001))
+            g = torch.Generator().manual_seed(stable_seed(seed, k, 9001))
             ep = dataset_episode(ds, name, g, n_inputs, target_timesteps, targets_per_timestep)
             row, images = score_episode(ep, model, meta, device, scorer, prior, features, sapiens, seed)
             row["inputs"] = ep.inputs.labels

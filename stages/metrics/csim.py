@@ -15,9 +15,9 @@ Normalisation: dlib's embeddings are not zero-centred (two strangers score about
 everything into [0.8, 1]. We report the raw cosine (`csim`) and `csim_norm = (cos - c0) / (1 - c0)` with
 c0 = `STRANGER_COSINE`, the mean cosine between different people measured on scikit-image's LFW subset
 (`skimage.data.lfw_subset()`, its 100 face images, 25x25 grey upsampled to 200x200, 4950 pairs: mean 0.862,
-5th-95th percentile 0.80-0.91; `tests/test_metrics_face.py` re-measures it on 20 of them). 0 means "as alike as
-two strangers", 1 identical. The paper's CSIM (0.59 on Ava256) uses a different network, so neither number is
-directly comparable to it.
+5th-95th percentile 0.80-0.91; `tests/test_metrics_face.py` checks it on two people outside that sample).
+0 means "as alike as two strangers", 1 identical. The paper's CSIM (0.59 on Ava256) uses a different network, so
+neither number is directly comparable to it.
 """
 
 from __future__ import annotations
@@ -74,9 +74,9 @@ def _prepare(image: np.ndarray) -> np.ndarray:
     """uint8 RGB, upsampled so its shorter side is at least MIN_SIDE (a prepared image passes unchanged)."""
     import cv2
 
-    from stages.track.landmarker import _as_rgb_uint8
+    from stages.track.landmarker import as_rgb_uint8
 
-    img = _as_rgb_uint8(image)
+    img = as_rgb_uint8(image)
     scale = max(1.0, MIN_SIDE / min(img.shape[:2]))
     if scale > 1.0:
         img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from stages.cameras import Cameras
 from stages.gaussians import Gaussians
 from stages.model.config import ModelConfig
+from stages.model.windows import crop as _crop
 
 POS_SCALE = 4.0  # world metres → network units (a head spans about ±0.25 m)
 N_OUT = 14  # offset 3, rgb 3, opacity 1, scale 3, rotation 4
@@ -254,51 +255,6 @@ class Avat3rNet(nn.Module):
         out = self.head(self._features(state, codes, self.skip_term(state))).float()
         return self._activate(out.permute(0, 2, 3, 1).reshape(B, V, H, W, N_OUT), state)
 
-    def kept_pixels(self, state: IdentityState, crop: bool = True) -> KeptPixels:
-        """Everything of the per-frame path of one avatar (B = 1) that does not depend on the expression: the
-        kept pixels' skip inputs, the skip half of `fuse`, and (crop=True) one window per view around its kept
-        pixels, so the upsampler runs on the head rather than on the whole image. The window keeps a margin of
-        one patch: the convolutions after the tokens (3×3 at ×2, ×4, … and `fuse`) see p/2 + p/4 + … + 1 + 1 = p
-        pixels, so the windows' zero padding never reaches a kept pixel and cropped and full decoding agree."""
-        p, g = self.cfg.patch_size, self.cfg.image_size // self.cfg.patch_size
-        keep = state.keep[0]  # (V, H, W)
-        V = keep.shape[0]
-        boxes = []
-        for v in range(V):
-            rows, cols = keep[v].any(1).nonzero()[:, 0], keep[v].any(0).nonzero()[:, 0]
-            if not crop or len(rows) == 0:
-                boxes.append((0, g, 0, g))
-                continue
-            boxes.append((int(rows[0]) // p - 1, int(rows[-1]) // p + 2, int(cols[0]) // p - 1, int(cols[-1]) // p + 2))
-        ht = min(g, max(b[1] - b[0] for b in boxes))
-        wt = min(g, max(b[3] - b[2] for b in boxes))
-        tops = [min(max(b[0], 0), g - ht) for b in boxes]
-        lefts = [min(max(b[2], 0), g - wt) for b in boxes]
-        window = (tops, lefts, ht, wt)
-        in_window = torch.stack([keep[v, t * p:(t + ht) * p, left * p:(left + wt) * p]
-                                 for v, (t, left) in enumerate(zip(tops, lefts, strict=True))])
-        index = in_window.reshape(-1).nonzero()[:, 0]
-        flat = keep.reshape(-1).nonzero()[:, 0]
-        if len(index) != len(flat):
-            raise AssertionError("a window lost kept pixels")
-        gathered = IdentityState(**{name: t[0].reshape(-1, *t.shape[4:])[flat] if name not in ("tokens", "skip")
-                                    else t for name, t in state.tensors().items()})
-        tokens = None
-        if self.tokenwise_decoder:  # the windows' tokens, contiguous, so a frame decodes nothing else
-            grid = state.tokens.view(V, g, g, -1).permute(0, 3, 1, 2)
-            tokens = _crop(grid, window, 1).flatten(2).transpose(1, 2).reshape(1, -1, grid.shape[1])
-            tokens = tokens.to(self.norm.weight.dtype).contiguous()  # a bf16 copy of the net decodes in bf16
-        return KeptPixels(gathered, index, window, _crop(self.skip_term(state), window, p), tokens)
-
-    def decode_kept(self, state: IdentityState, codes: Tensor, kept: KeptPixels) -> Gaussians:
-        """The per-frame path of one avatar straight to the Gaussians of its kept pixels: the upsampler runs on
-        the windows of `kept`, the 1×1 head and the activations on the kept pixels alone (about a quarter)."""
-        x = self._features(state, codes, kept.skip_term, kept.window, kept.tokens)
-        feats = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])[kept.index]
-        out = F.linear(feats, self.head.weight.flatten(1), self.head.bias).float()
-        m = self._activate(out, kept.state)
-        return Gaussians(m.means, m.quats, m.log_scales, m.opacity_logits, m.colors)
-
     def _features(self, state: IdentityState, codes: Tensor, skip_term: Tensor, window: tuple | None = None,
                   window_tokens: Tensor | None = None) -> Tensor:
         """Cross-attention to the code, upsampler and fuse: (B*V, C, H, W) features before the output head
@@ -346,24 +302,6 @@ class Avat3rNet(nn.Module):
     def forward(self, images: Tensor, pos: Tensor, conf: Tensor, masks: Tensor, cameras: Cameras, codes: Tensor,
                 feat: Tensor | None = None) -> GaussianMaps:
         return self.decode(self.encode_identity(images, pos, conf, masks, cameras, feat), codes)
-
-
-@dataclass
-class KeptPixels:
-    """What `Avat3rNet.kept_pixels` precomputes once per avatar for `decode_kept`."""
-
-    state: IdentityState  # the skip inputs of the kept pixels only, (N, ·)
-    index: Tensor  # (N,) kept pixels within the stacked windows, view-major, row-major
-    window: tuple  # (tops, lefts, height, width) in patches: one top-left per view, one common size
-    skip_term: Tensor  # (V, C, h, w) the skip half of `fuse`, cropped to the windows
-    tokens: Tensor | None = None  # (1, V*ht*wt, D) the windows' tokens (token-wise decoders only)
-
-
-def _crop(x: Tensor, window: tuple, scale: int) -> Tensor:
-    """(V, C, H, W) → (V, C, h, w): each view's window, in units of `scale` pixels."""
-    tops, lefts, ht, wt = window
-    return torch.stack([x[v, :, t * scale:(t + ht) * scale, left * scale:(left + wt) * scale]
-                        for v, (t, left) in enumerate(zip(tops, lefts, strict=True))])
 
 
 def count_parameters(model: nn.Module) -> int:

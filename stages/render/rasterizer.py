@@ -276,7 +276,8 @@ def needs_grad(projs: list[Projected], colors: list[Tensor]) -> bool:
 
 def rasterize(projs: list[Projected], colors: list[Tensor], width: int, height: int, backgrounds: Tensor,
               tile: int | None = None, batch: int = 16, min_slots: int = 4096, max_batch: int = 256,
-              max_elements: int = 1 << 22, fast: bool | None = None) -> tuple[Tensor, Tensor, Tensor]:
+              max_elements: int = 1 << 22, fast: bool | None = None,
+              chunk_elements: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Composite the projected Gaussians of several images (one `Projected` + (M_i, 3) colours each).
 
     `backgrounds` is (I, 3). Returns rgb (I, H, W, 3), alpha (I, H, W, 1) and expected depth (I, H, W, 1):
@@ -285,7 +286,7 @@ def rasterize(projs: list[Projected], colors: list[Tensor], width: int, height: 
     holds more than `max_elements` (Gaussian, pixel) values.
 
     `fast` picks the inference path (`fastpath`, no gradients, same sums); None uses it whenever autograd
-    would record nothing."""
+    would record nothing. `chunk_elements` sets that path's chunk size ((entry, pixel) pairs; None: its default)."""
     if fast is None:
         fast = not needs_grad(projs, colors)
     dev = backgrounds.device
@@ -306,11 +307,12 @@ def rasterize(projs: list[Projected], colors: list[Tensor], width: int, height: 
     log_op = torch.log(opacities)
     active = (bins.count > 0).nonzero()[:, 0]
     if fast:
+        chunk = {} if chunk_elements is None else {"chunk_elements": chunk_elements}
         with torch.no_grad():
             params = torch.cat([means2d, conics, log_op[:, None], feats[:, :4]], 1).index_select(0, bins.order)
             t_final, acc = fastpath.composite(active, grid.inside, bins.offset, bins.count, bins.rank,
                                               grid.centre_x, grid.centre_y, grid.basis, params, batch,
-                                              min_slots, max_batch)
+                                              min_slots, max_batch, **chunk)
     else:
         t_final, acc = composite_autograd(Compositor(grid, bins, means2d, conics, log_op, feats), active,
                                           batch, min_slots, max_batch, max_elements)

@@ -7,7 +7,7 @@ same code; `make_synthetic_capture`, `write_dataset` and `sample_training_exampl
 (SPEC section 7) and on-the-fly training examples from it.
 """
 
-from stages.synth.capture import make_synthetic_capture
+from stages.synth.capture import DEFAULT_SYNTHETIC_RES, make_synthetic_capture, prepare_synthetic
 from stages.synth.dataset import write_dataset
 from stages.synth.expression import performance, sample_expression, short_sequences
 from stages.synth.head import LABELS
@@ -17,7 +17,7 @@ from stages.synth.render import head_cloud, head_keypoints, render_head
 from stages.synth.sampler import sample_training_example
 from stages.synth.studio import HEAD_EXTENT, capture_cameras, farthest_views, studio_cameras
 
-__all__ = ["HEAD_EXTENT", "KEYPOINT_NAMES", "LABELS", "HeadIdentity", "capture_cameras", "farthest_views",
-           "head_cloud", "head_keypoints", "make_synthetic_capture", "performance", "render_head",
-           "sample_expression", "sample_identity", "sample_training_example", "short_sequences",
-           "studio_cameras", "write_dataset"]
+__all__ = ["DEFAULT_SYNTHETIC_RES", "HEAD_EXTENT", "KEYPOINT_NAMES", "LABELS", "HeadIdentity", "capture_cameras",
+           "farthest_views", "head_cloud", "head_keypoints", "make_synthetic_capture", "performance",
+           "prepare_synthetic", "render_head", "sample_expression", "sample_identity", "sample_training_example",
+           "short_sequences", "studio_cameras", "write_dataset"]

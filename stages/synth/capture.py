@@ -14,12 +14,15 @@ import torch
 
 from stages.cameras import Cameras, frames_from_cameras, write_transforms
 from stages.capture import write_capture
+from stages.errors import BadInput
 from stages.io import atomic_dir
 from stages.synth.expression import sample_expression
 from stages.synth.identity import HeadIdentity, sample_identity
 from stages.synth.io import to_rgba8, write_png
 from stages.synth.render import render_head
 from stages.synth.studio import capture_cameras, studio_cameras
+
+DEFAULT_SYNTHETIC_RES = 256  # `prepare --synthetic`'s default image size
 
 
 def distinct_expressions(rng: np.random.Generator, n: int, neutral_first: bool = False) -> np.ndarray:
@@ -75,3 +78,11 @@ def make_synthetic_capture(out: Path, seed: int, size: int = 256, n_inputs: int 
             write_transforms(tmp / "transforms.json", frames, {"expression_space": "arkit52",
                                                                "synthetic": {"seed": int(seed)}})
     return out
+
+
+def prepare_synthetic(out: str | Path, seed: int, res: int = DEFAULT_SYNTHETIC_RES) -> Path:
+    """`avat3r prepare --synthetic`: a synthetic capture (4 inputs at different expressions and views) plus
+    `targets/` for checking. It lives here, not in stages.capture, so that capture never imports synth."""
+    if not 8 <= res <= 4096:
+        raise BadInput(f"--res must be between 8 and 4096, got {res}")
+    return make_synthetic_capture(Path(out), seed, res)

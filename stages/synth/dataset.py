@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from stages.cameras import frames_from_cameras, write_transforms
+from stages.datasets.splits import split_subjects
 from stages.io import atomic_dir, write_json
 from stages.synth.expression import sample_expression
 from stages.synth.identity import sample_identity
@@ -35,16 +36,6 @@ VERSION = 1
 def subject_seeds(seed: int, subjects: int) -> list[int]:
     """Independent per-subject seeds derived from the dataset seed."""
     return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(int(seed)).spawn(subjects)]
-
-
-def split_subjects(names: list[str], seed: int) -> dict[str, list[str]]:
-    """Split by subject: ~80% train, ~10% val, ~10% test (val and test get one each once there are 3)."""
-    order = [names[i] for i in np.random.default_rng(int(seed) + 1).permutation(len(names))]
-    n = len(order)
-    n_test = max(1, round(0.1 * n)) if n >= 3 else 0
-    n_val = max(1, round(0.1 * n)) if n >= 3 else 0
-    return {"train": sorted(order[n_test + n_val:]), "val": sorted(order[n_test:n_test + n_val]),
-            "test": sorted(order[:n_test])}
 
 
 def render_subject(root: Path, name: str, seed: int, timesteps: int, cameras: int, size: int,

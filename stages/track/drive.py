@@ -20,9 +20,9 @@ Progress = Callable[[Iterator, int | None], Iterator]
 def follow_cameras(transforms: np.ndarray, avatar: object, size: int) -> Cameras:
     """Cameras reproducing the actor's head rotations, at the distance and focal that frame the avatar like
     `animate --camera front` (the framing stages.animate.camera_path uses, so both always agree)."""
-    from stages.animate import _framing
+    from stages.animate import framing
 
-    distance, focal = _framing(avatar, size)
+    distance, focal = framing(avatar, size)
     return pose_cameras(transforms, distance, focal, size)
 
 

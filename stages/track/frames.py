@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from stages.errors import BadInput
-from stages.track.landmarker import _as_rgb_uint8
+from stages.track.landmarker import as_rgb_uint8
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".gif", ".mpg", ".mpeg")
@@ -31,7 +31,7 @@ def _to_rgb8(img: np.ndarray, path: Path) -> np.ndarray:
     if img.ndim == 3 and img.shape[2] == 2:  # grey + alpha: the grey
         img = img[..., :1]
     try:
-        return _as_rgb_uint8(img)
+        return as_rgb_uint8(img)
     except ValueError:
         raise BadInput(f"unsupported image shape {img.shape}", path) from None
 

@@ -120,7 +120,7 @@ def open_landmarker(model_path: Path | None = None, video: bool = False,
         impl.close()
 
 
-def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
     """(H, W, 3) contiguous uint8 RGB from uint8/float grey, RGB or RGBA (alpha dropped)."""
     img = np.asarray(image)
     if img.dtype != np.uint8:
@@ -148,7 +148,7 @@ def detect(landmarker: Landmarker, rgb_uint8: np.ndarray, timestamp_ms: int | No
     """Landmarks, ARKit blendshapes and head transform of the most prominent face, or None if there is none.
     In VIDEO mode `timestamp_ms` defaults to one more than the previous call's (any increasing values work)."""
     mp, _ = _import_vision()
-    img = _as_rgb_uint8(rgb_uint8)
+    img = as_rgb_uint8(rgb_uint8)
     h, w = img.shape[:2]
     image = mp.Image(image_format=mp.ImageFormat.SRGB, data=img)
     if landmarker.video:

@@ -1,55 +1,69 @@
-"""Training options in one dataclass; saved beside every checkpoint so a run can be reproduced and resumed."""
+"""Training options in one dataclass; saved beside every checkpoint so a run can be reproduced and resumed. Each
+field's `help` is also its `avat3r train` option's help: the command's options are generated from this class, so
+the command line and the config cannot disagree about a default."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from stages.errors import BadInput
+from stages.model.config import PRESETS, ModelConfig
+
+
+def opt(default: Any, help: str) -> Any:  # noqa: A002 - the name Typer/argparse users expect
+    """A field that `avat3r train` offers as --name (underscores become dashes) with this help."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class TrainConfig:
-    out: str = "runs/avat3r"  # run folder: checkpoints, metrics.jsonl, validation grids
-    data: str = "synth"  # "synth" (on the fly), a SPEC section 7 folder, or ava256:PATH / nersemble:PATH / synth:PATH
-    preset: str = "base"  # model preset (stages.model.config.PRESETS)
-    model_overrides: dict = field(default_factory=dict)
-    steps: int = 20000
-    batch_size: int = 4  # avatars per step (per GPU)
-    n_inputs: int = 4
-    n_supervision: int = 8
-    lr: float = 3e-4
-    weight_decay: float = 0.01
-    warmup: int = 500
-    min_lr_ratio: float = 0.05  # cosine decay down to lr * min_lr_ratio
-    grad_clip: float = 1.0
-    l1_weight: float = 0.8
-    ssim_weight: float = 0.2
-    alpha_weight: float = 0.2  # rendered alpha vs the target mask (keeps the silhouette tight)
-    expr_weight: float = 0.5  # L1 on the pixels that change with the expression (synthetic pool)
-    lpips_weight: float = 0.01
-    lpips_after: int = -1  # step from which LPIPS joins the loss; -1 = never
-    prior: str = "builtin"  # "builtin" (the same prior as at test time) or "gt" (ground-truth depth + noise)
-    consistent_inputs: bool = False  # ablation: inputs at the target expression instead of other timesteps
-    n_cameras: int = 32  # synthetic studio size ("fresh" source)
-    source: str = "pool"  # "pool": a bank of pre-rendered subjects reused for many steps; "fresh": new each time
-    pool_slots: int = 32  # subjects held at once
-    pool_timesteps: int = 8  # expressions rendered per subject
-    pool_cameras: int = 16  # studio views rendered per subject and expression
-    pool_lifetime: int = 400  # steps a subject stays in the pool
-    pool_configs: int = 6  # input configurations (views + timesteps, with their prior) per subject
-    # training-data recipe for the synthetic pool (stages.train.recipe): "" = the original pool, bit for bit;
-    # "wide" = every switch (cameras, camera_noise, mask_noise, backgrounds, photometric, lighting, identity);
-    # or a comma list of switches, "-name" removing one ("wide,-photometric")
-    recipe: str = ""
-    recipe_share: float = 1.0  # fraction of pooled subjects built with the recipe (the rest: the original pool)
-    workers: int = 2  # DataLoader processes that decode dataset frames ahead of the GPU (0: in the main process)
-    time_limit: float = 0.0  # seconds of wall time after which to save and stop (0: none); resume continues
-    init: str = ""  # start from these weights (a checkpoint file or folder) instead of random ones
-    log_every: int = 50
-    val_every: int = 1000
-    ckpt_every: int = 1000
-    seed: int = 0
-    device: str = "auto"
-    bf16: bool = True  # autocast on CUDA
+    out: str = "runs/avat3r"  # run folder: checkpoints, metrics.jsonl, validation grids (the command's --out)
+    data: str = opt("synth", "'synth' (generated on the fly), a dataset folder (SPEC §7; also synth:PATH), "
+                             "ava256:PATH or nersemble:PATH, with loader options after '?' (see docs/datasets.md).")
+    preset: str = opt("base", "Model size: tiny|base|paper (stages.model.config.PRESETS).")
+    model_overrides: dict = field(default_factory=dict)  # the command's --set key=value
+    steps: int = opt(20000, "Total optimisation steps.")
+    batch_size: int = opt(4, "Avatars per step (per GPU).")
+    n_inputs: int = opt(4, "Input views per avatar.")
+    n_supervision: int = opt(8, "Supervision views per avatar, at the target expression.")
+    lr: float = opt(3e-4, "Peak learning rate (AdamW).")
+    weight_decay: float = opt(0.01, "AdamW weight decay.")
+    warmup: int = opt(500, "Linear warm-up steps.")
+    min_lr_ratio: float = opt(0.05, "Cosine decay down to lr × this.")
+    grad_clip: float = opt(1.0, "Gradient norm clip.")
+    l1_weight: float = opt(0.8, "Weight of the L1 photometric loss.")
+    ssim_weight: float = opt(0.2, "Weight of 1 − SSIM.")
+    alpha_weight: float = opt(0.2, "Weight of rendered alpha vs the target mask (keeps the silhouette tight).")
+    expr_weight: float = opt(0.5, "Extra L1 on expression-changing pixels (synthetic).")
+    lpips_weight: float = opt(0.01, "Weight of LPIPS once --lpips-after is reached.")
+    lpips_after: int = opt(-1, "Add LPIPS to the loss from this step (-1: never).")
+    prior: str = opt("builtin", "Positional prior in training: builtin (as at test time) or gt (ground-truth "
+                                "depth + noise; synthetic only).")
+    consistent_inputs: bool = opt(False, "Ablation: inputs at the target expression instead of other timesteps.")
+    n_cameras: int = opt(32, "Synthetic studio size (--source fresh).")
+    source: str = opt("pool", "Synthetic data: pool (a bank of pre-rendered subjects reused for many steps) or "
+                              "fresh (new subjects every step).")
+    pool_slots: int = opt(32, "Synthetic subjects held in the GPU pool.")
+    pool_timesteps: int = opt(8, "Expressions rendered per pooled subject.")
+    pool_cameras: int = opt(16, "Studio views rendered per pooled subject and expression.")
+    pool_lifetime: int = opt(4000, "Steps a pooled subject is reused before a new one.")
+    pool_configs: int = opt(6, "Input configurations (views + timesteps, with their prior) per pooled subject.")
+    recipe: str = opt("", "Training-data recipe for the synthetic pool (stages.train.recipe): '' = the original "
+                          "pool, bit for bit; 'wide' = every switch (cameras, camera_noise, mask_noise, backgrounds, "
+                          "photometric, lighting, identity); or a comma list, '-name' removing one.")
+    recipe_share: float = opt(1.0, "Fraction of pooled subjects built with the recipe (the rest: the original pool).")
+    workers: int = opt(2, "Processes decoding dataset frames ahead (0: none).")
+    time_limit: float = opt(0.0, "Save and stop after this many seconds (0: none); resume continues.")
+    init: str = ""  # start from these weights (a checkpoint file or folder) instead of random ones (--init)
+    log_every: int = opt(50, "Steps between log lines.")
+    val_every: int = opt(1000, "Steps between validation grids.")
+    ckpt_every: int = opt(1000, "Steps between checkpoints.")
+    seed: int = 0  # the command's shared --seed
+    device: str = "auto"  # the command's shared --device
+    bf16: bool = opt(True, "bf16 autocast on CUDA.")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -57,3 +71,49 @@ class TrainConfig:
     @staticmethod
     def from_json(text: str) -> TrainConfig:
         return TrainConfig(**json.loads(text))
+
+
+_KIND = {int: "a whole number", float: "a number", bool: "true or false", str: "a string",
+         tuple: "a list of whole numbers such as [64,32]"}
+
+# What a resumed run may change: how long it runs, how often it logs and saves, and where. Anything else (data,
+# model, loss, schedule shape, seed) would silently make the resumed run a different experiment.
+RESUME_MAY_CHANGE = frozenset({"out", "steps", "time_limit", "log_every", "val_every", "ckpt_every", "workers",
+                               "device", "init"})
+
+
+def model_config(name: str, overrides: dict) -> ModelConfig:
+    """The network config for --preset NAME with --set overrides, or BadInput naming the fault (an unknown
+    preset or key, a value of the wrong type, a combination the network cannot build)."""
+    if name not in PRESETS:
+        raise BadInput(f"--preset {name}: unknown model preset; choose from {', '.join(PRESETS)}")
+    known = {f.name: f for f in fields(ModelConfig)}
+    defaults = ModelConfig()
+    for key, value in overrides.items():
+        if key not in known:
+            raise BadInput(f"--set {key}: not a model option; choose from {', '.join(known)}")
+        want = type(getattr(defaults, key))
+        if want is tuple:
+            ok = isinstance(value, list) and all(type(v) is int for v in value)
+        elif want is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            ok = type(value) is want
+        if not ok:
+            raise BadInput(f"--set {key}={json.dumps(value)}: expected {_KIND[want]}")
+    try:
+        return ModelConfig(**{**PRESETS[name], **overrides})
+    except ValueError as exc:
+        shown = " ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items())
+        raise BadInput(f"--preset {name}{' --set ' + shown if shown else ''}: {exc}") from None
+
+
+def check_resumable(cfg: TrainConfig, stored_json: str, path: Path) -> None:
+    """Refuse to resume a run whose stored settings differ from this command's in anything but RESUME_MAY_CHANGE,
+    naming the keys, instead of continuing with a silent mix of the two."""
+    stored, now = json.loads(stored_json), asdict(cfg)
+    differ = sorted(k for k in stored.keys() & now.keys() if k not in RESUME_MAY_CHANGE and stored[k] != now[k])
+    if differ:
+        diffs = ", ".join(f"{k} {json.dumps(stored[k])} (stored) vs {json.dumps(now[k])}" for k in differ)
+        raise BadInput(f"cannot resume: this run was saved with other settings ({diffs}); repeat the stored ones "
+                       "(train_config.json), or start a new --out", path)

@@ -78,13 +78,13 @@ class SynthSource:
     def example(self, step: int, rank: int, index: int, device: torch.device) -> dict:
         from stages.synth import sample_training_example
 
-        g = torch.Generator().manual_seed(_seed(self.seed, step, rank, index))
+        g = torch.Generator().manual_seed(stable_seed(self.seed, step, rank, index))
         kwargs = {"consistent_inputs": True} if self.consistent else {}
         return sample_training_example(g, n_inputs=self.n_inputs, n_supervision=self.n_supervision,
                                        size=self.size, device=device, n_cameras=self.n_cameras, **kwargs)
 
 
-def _seed(*parts: int) -> int:
+def stable_seed(*parts: int) -> int:
     """A stable 62-bit seed from integers (Python's hash of an int tuple does not depend on PYTHONHASHSEED)."""
     return hash(tuple(int(p) for p in parts)) % (2**62)
 
@@ -127,7 +127,8 @@ class SynthPool:
         from stages.synth import render_head, sample_expression, sample_identity, studio_cameras
 
         # each GPU of a distributed run holds its own subjects (rank 0 keeps the single-GPU stream)
-        sid = _seed(self.seed, slot, generation, 7) if rank == 0 else _seed(self.seed, slot, generation, 7, rank)
+        parts = (self.seed, slot, generation, 7) + ((rank,) if rank else ())
+        sid = stable_seed(*parts)
         identity = sample_identity(sid)
         rng = np.random.default_rng(sid)
         g = torch.Generator().manual_seed(sid)
@@ -179,7 +180,7 @@ class SynthPool:
         return self._cache[slot][1]
 
     def example(self, step: int, rank: int, index: int, device: torch.device) -> dict:
-        g = torch.Generator().manual_seed(_seed(self.seed, step, rank, index))
+        g = torch.Generator().manual_seed(stable_seed(self.seed, step, rank, index))
         slot = int(torch.randint(0, self.slots, (1,), generator=g))
         s = self.subject(slot, step, device, rank)
         cfg = s["configs"][int(torch.randint(0, len(s["configs"]), (1,), generator=g))]
@@ -297,7 +298,7 @@ class DiskSource:
     def example(self, step: int, rank: int, index: int, device: torch.device) -> dict:
         from stages.synth.studio import farthest_views
 
-        g = torch.Generator().manual_seed(_seed(self.seed, step, rank, index))
+        g = torch.Generator().manual_seed(stable_seed(self.seed, step, rank, index))
         name = self.names[int(torch.randint(0, len(self.names), (1,), generator=g))]
         ts = self._usable(name)
         t_target = ts[int(torch.randint(0, len(ts), (1,), generator=g))]

@@ -1,4 +1,4 @@
-"""The training loop (nanoGPT-style: one plain function). Adam with warm-up and cosine decay, bf16 autocast
+"""The training loop (nanoGPT-style: one plain function). AdamW with warm-up and cosine decay, bf16 autocast
 on CUDA, gradient clipping, checkpoints every N steps and on SIGTERM with exact resume, a JSONL metrics log,
 PNG validation grids, and DistributedDataParallel when launched with torchrun."""
 
@@ -7,13 +7,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -21,12 +19,13 @@ from torch import Tensor
 from stages.errors import BadInput
 from stages.io import atomic_path, write_image
 from stages.metrics import psnr, ssim
-from stages.model import Avat3rNet, preset
+from stages.model import Avat3rNet
 from stages.model.checkpoint import save_checkpoint
 from stages.render import render
-from stages.train.config import TrainConfig
+from stages.train.config import TrainConfig, check_resumable, model_config
 from stages.train.data import Batch, DiskSource, SynthPool, SynthSource, collate
 from stages.train.recipe import parse_recipe
+from stages.train.state import LEGACY_STATE_FILE, STATE_FILE, TrainState, load_legacy_state, load_state, save_state
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -85,27 +84,20 @@ def loss_terms(pred_rgb: Tensor, pred_alpha: Tensor, batch: Batch, backgrounds: 
     return loss, logs
 
 
-def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def save_training_state(out: Path, model: Avat3rNet, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> None:
-    """Weights (safetensors, usable as a checkpoint) + everything needed to resume bit-identically."""
+    """Weights (safetensors, usable as a checkpoint) + everything needed to resume bit-identically (no pickle)."""
     save_checkpoint(out / "model.safetensors", model, {"step": str(step), "train_config": cfg.to_json()})
-    with atomic_path(out / "train_state.pt") as tmp:
-        torch.save({"step": step, "optimizer": opt.state_dict(), "rng": _rng_state(),
-                    "model": model.state_dict(), "config": cfg.to_json()}, tmp)
+    save_state(out / STATE_FILE, model, opt, step, cfg.to_json())
+
+
+def resume_point(out: Path) -> TrainState | None:
+    """The run's saved state, if any: the safetensors state, else a pre-safetensors train_state.pt (read without
+    running code)."""
+    if (out / STATE_FILE).exists():
+        return load_state(out / STATE_FILE)
+    if (out / LEGACY_STATE_FILE).exists():
+        return load_legacy_state(out / LEGACY_STATE_FILE)
+    return None
 
 
 def validation_grid(pred: Tensor, batch: Batch, path: Path, max_rows: int = 4) -> None:
@@ -121,8 +113,11 @@ def validation_grid(pred: Tensor, batch: Batch, path: Path, max_rows: int = 4) -
 
 def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = True,
           stop_after: int | None = None) -> Path:
-    """Train (or resume) the run in cfg.out; returns the run folder. `stop_after` ends early (for tests)."""
-    if preset(cfg.preset, **cfg.model_overrides).feat_dim > 0:  # no training source yields Sapiens features yet
+    """Train (or resume) the run in cfg.out; returns the run folder. `stop_after` ends early (for tests).
+    Settings and the resume point are checked before anything is created, so bad input leaves nothing behind."""
+    out = Path(cfg.out)
+    model_cfg = model_config(cfg.preset, cfg.model_overrides)
+    if model_cfg.feat_dim > 0:  # no training source yields Sapiens features yet
         raise BadInput("feat_dim > 0 needs semantic features, which no training source provides yet; train with "
                        "feat_dim=0", cfg.out)
     recipe = parse_recipe(cfg.recipe)
@@ -131,6 +126,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
                        "(--data synth)")
     if not 0.0 <= cfg.recipe_share <= 1.0:
         raise BadInput(f"--recipe-share {cfg.recipe_share}: expected a fraction between 0 and 1")
+    state = resume_point(out) if resume else None
+    if state is not None:
+        check_resumable(cfg, state.config_json, out / STATE_FILE)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank = int(os.environ.get("RANK", "0"))
     if distributed:
@@ -139,10 +137,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
         device = torch.device("cuda", torch.cuda.current_device())
     else:
         device = torch.device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    model_cfg = preset(cfg.preset, **cfg.model_overrides)
     model = Avat3rNet(model_cfg).to(device)
     if cfg.init:
         from stages.model.checkpoint import read_checkpoint
@@ -151,13 +147,11 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
         log(f"initialised weights from {cfg.init}")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     step = 0
-    state_path = out / "train_state.pt"
-    if resume and state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=False)  # RNG states must stay on CPU
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"])
-        step = state["step"]
+    if state is not None:
+        model.load_state_dict(state.model)
+        opt.load_state_dict(state.optimizer)
+        state.restore_rng()
+        step = state.step
         log(f"resumed {out} at step {step}")
     if rank == 0:
         (out / "train_config.json").write_text(cfg.to_json())
