@@ -135,7 +135,7 @@ class SynthPool:
         cam_seed = int(rng.integers(0, 2**31 - 1))
         recipe = self.recipe
         if recipe.any and self.recipe_share < 1.0:  # a share of subjects stays in the original distribution
-            share = torch.rand(1, generator=torch.Generator().manual_seed(_seed(sid, 99)))
+            share = torch.rand(1, generator=torch.Generator().manual_seed(stable_seed(sid, 99)))
             recipe = recipe if float(share) < self.recipe_share else Recipe()
         identity = widened_identity(identity, recipe, sid)
         if recipe.cameras:
@@ -207,7 +207,7 @@ class SynthPool:
 def _switch_generator(sid: int, switch: str, config: int = -1) -> torch.Generator:
     """One generator per (subject, switch, configuration): turning a switch on or off never shifts another
     switch's random stream, nor the pool's own."""
-    return torch.Generator().manual_seed(_seed(sid, SWITCHES.index(switch) + 101, config))
+    return torch.Generator().manual_seed(stable_seed(sid, SWITCHES.index(switch) + 101, config))
 
 
 def widened_identity(identity: HeadIdentity, recipe: Recipe, sid: int) -> HeadIdentity:
@@ -215,9 +215,9 @@ def widened_identity(identity: HeadIdentity, recipe: Recipe, sid: int) -> HeadId
     from stages.synth.variety import vary_lighting, widen_identity
 
     if recipe.identity:
-        identity = widen_identity(identity, _seed(sid, SWITCHES.index("identity") + 101))
+        identity = widen_identity(identity, stable_seed(sid, SWITCHES.index("identity") + 101))
     if recipe.lighting:
-        identity = vary_lighting(identity, _seed(sid, SWITCHES.index("lighting") + 101))
+        identity = vary_lighting(identity, stable_seed(sid, SWITCHES.index("lighting") + 101))
     return identity
 
 

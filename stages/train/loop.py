@@ -17,7 +17,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from stages.errors import BadInput
-from stages.io import atomic_path, write_image
+from stages.io import write_image
 from stages.metrics import psnr, ssim
 from stages.model import Avat3rNet
 from stages.model.checkpoint import save_checkpoint
