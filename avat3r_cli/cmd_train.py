@@ -72,10 +72,6 @@ def train_cmd(
     overrides = parse_overrides(set_ or [])
     if data != "synth":
         _expression_space_of(data, overrides)
-    from stages.train.recipe import parse_recipe
-
-    if parse_recipe(recipe).any and data != "synth":
-        raise BadInput(f"--recipe {recipe}: the training-data recipes widen the synthetic pool only (--data synth)")
     if prior not in ("builtin", "gt"):
         raise BadInput(f"--prior {prior}: expected builtin or gt")
     if prior == "gt" and data != "synth":
