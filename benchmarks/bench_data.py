@@ -63,6 +63,45 @@ def row(ex: dict, label: str, tile: int) -> np.ndarray:
     return np.concatenate([strip.astype(np.float32) / 255] + tiles, axis=1)
 
 
+def switch_costs(size: int, configs: int, device: torch.device, repeats: int = 3) -> None:
+    """What each input-side switch adds to one pool build, alone: `configs` configurations of 4 views at size²
+    (best of `repeats`), and for the cameras switch the head-sample density its closest cameras need relative
+    to the 1 m studio (rendering cost grows with it)."""
+    from stages.synth.framing import wide_cameras
+    from stages.synth.render import choose_spacing
+    from stages.synth.studio import studio_cameras
+    from stages.train.data import corrupt_inputs
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(4, size, size, 3, generator=g).to(device)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    masks = ((xx / 0.6) ** 2 + (yy / 0.8) ** 2 < 1).float().expand(4, size, size).contiguous().to(device)
+    cams = studio_cameras(4, size, seed=0).to(device)
+    print(f"\n| switch | s for {configs} input configurations (4 views, {size}², {device}) |\n|---|---|")
+    for name in ("camera_noise", "mask_noise", "backgrounds", "photometric"):
+        recipe = parse_recipe(name)
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for k in range(configs):
+                corrupt_inputs(images, masks, cams, recipe, 7, k)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t)
+        print(f"| {name} | {best:.3f} |")
+    h0, _ = choose_spacing(studio_cameras(16, size, seed=0), 2)
+    dens = []
+    for seed in range(20):
+        t = time.perf_counter()
+        cams = wide_cameras(16, size, torch.Generator().manual_seed(seed))
+        dt = time.perf_counter() - t
+        h, _ = choose_spacing(cams, 2)
+        dens.append((h0 / h) ** 2)
+    dens = np.array(dens)
+    print(f"cameras: building 16 crop cameras {dt * 1000:.0f} ms; head samples vs the 1 m studio over 20 subjects: "
+          f"median {np.median(dens):.2f}x, max {dens.max():.2f}x (phones at 0.3 m need the finest spacing)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=128)
@@ -76,9 +115,13 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--tile", type=int, default=96)
     ap.add_argument("--sheet", default="/tmp/avat3r_bench_data.png")
+    ap.add_argument("--parts-only", action="store_true", help="only what each switch adds, no pool builds")
     args = ap.parse_args()
     device = torch.device(args.device)
     torch.set_grad_enabled(False)
+    if args.parts_only:
+        switch_costs(args.size, args.configs, device)
+        return
     recipes = args.recipes.split(",")
     print(f"pool build: {args.timesteps} expressions x {args.cameras} cameras at {args.size}², {args.configs} "
           f"input configurations with the {args.prior} prior, on {device} ({torch.get_num_threads()} threads)")
@@ -95,8 +138,9 @@ def main() -> None:
         mean = float(np.mean(times))
         base = mean if base is None else base
         print(f"| {recipe or 'original'} | {mean:.2f} ({mean / base:.2f}x) |", flush=True)
-    write_image(Path(args.sheet), np.concatenate(rows, 0).clip(0, 1))
+        write_image(Path(args.sheet), np.concatenate(rows, 0).clip(0, 1))  # after each recipe: partial runs count
     print(f"contact sheet: {args.sheet}")
+    switch_costs(args.size, args.configs, device)
 
 
 if __name__ == "__main__":

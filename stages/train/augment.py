@@ -102,15 +102,21 @@ def noisy_masks(masks: Tensor, generator: torch.Generator) -> Tensor:
         m = _grow(m, round(int(torch.randint(-MAX_GROW_PX, MAX_GROW_PX + 1, (1,), generator=g)) * px))
         band = (_grow(m, max(1, round(6 * px))) - _grow(m, -max(1, round(6 * px)))).clamp(0, 1)
         n_blobs = int(torch.randint(0, MAX_BLOBS + 1, (1,), generator=g))
-        weights = band.flatten().cpu() + 1e-6
-        yy = torch.arange(H, device=m.device, dtype=m.dtype)[:, None]
-        xx = torch.arange(W, device=m.device, dtype=m.dtype)[None, :]
+        where = torch.nonzero(band.flatten() > 0).flatten().cpu() if n_blobs else None
         for _ in range(n_blobs):
-            idx = int(torch.multinomial(weights, 1, generator=g))
+            pick = int(torch.randint(0, max(1, len(where)), (1,), generator=g))
+            idx = int(where[pick]) if len(where) else int(torch.randint(0, H * W, (1,), generator=g))
             cy, cx = idx // W + 0.5, idx % W + 0.5
             ry, rx = (_u(g, *BLOB_RADIUS_PX, 2) * px).tolist()
-            blob = (((yy + 0.5 - cy) / ry) ** 2 + ((xx + 0.5 - cx) / rx) ** 2 <= 1).to(m.dtype)
-            m = torch.maximum(m, blob) if float(torch.rand(1, generator=g)) < 0.5 else m * (1 - blob)
+            y0, y1 = max(0, int(cy - ry)), min(H, int(cy + ry) + 1)  # the blob's bounding box only
+            x0, x1 = max(0, int(cx - rx)), min(W, int(cx + rx) + 1)
+            yy = torch.arange(y0, y1, device=m.device, dtype=m.dtype)[:, None] + 0.5
+            xx = torch.arange(x0, x1, device=m.device, dtype=m.dtype)[None, :] + 0.5
+            blob = (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1).to(m.dtype)
+            add = float(torch.rand(1, generator=g)) < 0.5
+            win = m[y0:y1, x0:x1]
+            m = m.clone()
+            m[y0:y1, x0:x1] = torch.maximum(win, blob) if add else win * (1 - blob)
         sigma = _u(g, *EDGE_BLUR_PX) * px
         m = gaussian_blur(m[None, None], sigma)[0, 0]
         if float(torch.rand(1, generator=g)) < BINARY_SHARE:
