@@ -26,6 +26,7 @@ import torch
 
 from stages.cameras import Cameras
 from stages.capture import MAX_VIEWS, write_capture
+from stages.capture.face_anchor import face_anchor
 from stages.capture.face_source import is_uncalibrated, load_face_source
 from stages.capture.imaging import crop_cameras, crop_resize, head_square, undistort
 from stages.capture.masking import MASK_METHODS, grabcut_mask, source_mask
@@ -188,8 +189,9 @@ def prepare_capture(src: str | Path, out: str | Path, opts: PrepareOptions | Non
         source = load_source(src)
         _check_out(source.root, out)
         views = _pick(source, opts)
+        anchor = face_anchor(views) if opts.frame == "lookat" else None
         try:
-            norm = fit_normalisation(_rig(views), opts.scale or "auto", keep=opts.frame == "keep")
+            norm = fit_normalisation(_rig(views), opts.scale or "auto", keep=opts.frame == "keep", anchor=anchor)
         except BadInput as exc:
             raise BadInput(str(exc), source.cameras_file) from exc
     rgbs, masks, valids, kinds, cams = [], [], [], [], []
