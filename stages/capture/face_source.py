@@ -36,7 +36,7 @@ MIN_TURN_DEG = 15.0  # a pool whose views span less than this gives little 3D
 TINY_FACE_PX = 40.0  # outer eye corners closer than this: the face is too small for detail
 BLUR_SHARPNESS = 12.0  # variance of the Laplacian on a face normalised to 128 px across; below: blurred
 EYES_CLOSED = 0.55  # eyeBlink blendshape above this: closed
-SAME_PERSON_L2 = 0.7  # dlib embeddings: the same person is below 0.6; a margin for phone angles
+SAME_PERSON_L2 = 0.75  # dlib: one person's photos measured up to 0.54 apart (../shared/real), others 0.41-1.0
 FOCAL35_TAG = 0xA405  # EXIF FocalLengthIn35mmFilm
 
 
@@ -183,32 +183,30 @@ def _frame_at(path: Path, index: int) -> np.ndarray:
 def _check_same_person(views: list[FaceView]) -> None:
     """dlib identity embeddings (as CSIM uses) of every view; one far from the rest is another person."""
     try:
-        import dlib
-
         from stages.metrics.csim import FaceEmbedder
+
         embedder = FaceEmbedder()
     except (ImportError, BadInput):
         return  # the eval extra is not installed: the reprojection check still warns
     embs = []
-    for v in views:
+    for v in views:  # dlib finds and aligns the face itself: it misses turned heads, whose embeddings are poor
         lo, hi = v.det.landmarks[:, :2].min(0), v.det.landmarks[:, :2].max(0)
-        c, r = (lo + hi) / 2, float(np.max(hi - lo)) * 0.8
+        c, r = (lo + hi) / 2, float(np.max(hi - lo))
         x0, y0 = int(max(c[0] - r, 0)), int(max(c[1] - r, 0))
         x1, y1 = int(min(c[0] + r, v.image.shape[1])), int(min(c[1] + r, v.image.shape[0]))
-        crop = cv2.resize(v.image[y0:y1, x0:x1], (320, 320), interpolation=cv2.INTER_AREA)
-        sx, sy = 320 / max(x1 - x0, 1), 320 / max(y1 - y0, 1)
-        box = dlib.rectangle(int((lo[0] - x0) * sx), int((lo[1] - y0) * sy), int((hi[0] - x0) * sx),
-                             int((hi[1] - y0) * sy))
-        embs.append(embedder.embed(crop, box))
-    ok = [e for e in embs if e is not None]
-    if len(ok) < 2:
+        embs.append(embedder.embed(cv2.resize(v.image[y0:y1, x0:x1], (400, 400), interpolation=cv2.INTER_AREA)))
+    idx = [i for i, e in enumerate(embs) if e is not None]
+    if len(idx) < 2:
         return
-    stack = np.stack(ok)
-    medoid = stack[int(np.argmin(np.linalg.norm(stack[:, None] - stack[None], axis=2).sum(1)))]
-    for v, e in zip(views, embs, strict=True):
-        if e is not None and np.linalg.norm(e - medoid) > SAME_PERSON_L2:
-            raise BadInput("this photo shows a different person from the others (face identity embeddings "
-                           "differ); use photos of one person", v.path)
+    stack = np.stack([embs[i] for i in idx])
+    dist = np.linalg.norm(stack[:, None] - stack[None], axis=2)
+    np.fill_diagonal(dist, np.inf)
+    nearest = dist.min(1)  # a photo of the same person resembles at least one other photo closely
+    worst = int(np.argmax(nearest))
+    if nearest[worst] > SAME_PERSON_L2:
+        raise BadInput(f"this photo shows a different person from the others (its face identity embedding is "
+                       f"{nearest[worst]:.2f} from the nearest other, same people are below {SAME_PERSON_L2}); "
+                       "use photos of one person", views[idx[worst]].path)
 
 
 def load_face_source(src: Path, views: int | None, max_views: int, fov: float | None = None,
