@@ -137,7 +137,7 @@ def register(app: typer.Typer) -> None:
         n = result.normalisation
         if result.face:
             f = result.face
-            rep.summary(f"cameras from the face: focal {f['focal_source']} ({f['vfov_deg']:.1f} deg vertical "
+            rep.log(f"cameras from the face: focal {f['focal_source']} ({f['vfov_deg']:.1f} deg vertical "
                         f"FOV), landmark reprojection {f['residual_overall_px']:.2f} px RMS (per view "
                         f"{', '.join(f'{r:.1f}' for r in f['residual_px'])}), head turns "
                         f"{', '.join(f'{y:+.0f}/{p:+.0f}' for y, p in f['yaw_pitch_deg'])} deg yaw/pitch")

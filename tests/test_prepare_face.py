@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from typer.testing import CliRunner
 
@@ -16,6 +17,7 @@ pytest.importorskip("mediapipe", reason="needs avat3r[track] (make setup install
 
 from avat3r_cli.app import app  # noqa: E402
 from stages.capture import read_capture  # noqa: E402
+from stages.capture.face_cameras import HEAD_CENTRE_CANONICAL, canonical_mesh  # noqa: E402
 from stages.synth.phone import PHONE_VFOV_DEG, PHONE_VIEWS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +67,7 @@ def test_video_frames_are_picked_spread_over_head_turns(tmp_path: Path) -> None:
     from stages.video import mp4_writer
 
     photos = _photos()
-    order = [0, 0, 3, 3, 1, 1, 0, 4, 2, 2]  # a clip lingering on some poses
+    order = [0, 0, 3, 3, 1, 1, 0, 3, 2, 2]  # a clip lingering on some poses
     video = tmp_path / "clip.mp4"
     writer = mp4_writer(video, fps=5)
     for i in order:
@@ -121,3 +123,57 @@ def test_photos_of_different_people_are_bad_input(tmp_path: Path) -> None:
     shutil.copy(b / "000.png", src / "z_other.png")
     res = runner.invoke(app, ["prepare", str(src), "--out", str(tmp_path / "cap")])
     assert res.exit_code == 2 and "z_other.png" in res.output and "different person" in res.output
+
+
+def _phone_clip(path: Path, order: list[int], fps: float = 5) -> None:
+    from stages.video import mp4_writer
+
+    photos = _photos()
+    writer = mp4_writer(path, fps=fps)
+    for i in order:
+        writer.append_data(photos[i])
+    writer.close()
+
+
+def test_match_cameras_follow_the_actor(tmp_path: Path) -> None:
+    from stages.track.frames import open_frames
+    from stages.track.match import match_driving
+
+    order = [0, 1, 2, 3]
+    _phone_clip(tmp_path / "clip.mp4", order)
+    m = match_driving(open_frames(tmp_path / "clip.mp4"), smooth=0.0)
+    assert m.found.all() and m.cameras.width == 384 and m.cameras.height == 512
+    assert abs(m.vfov_deg - PHONE_VFOV_DEG) < 8.0
+    pos = m.cameras.centers().numpy()
+    yaw = np.degrees(np.arctan2(pos[:, 0], pos[:, 2]))
+    assert np.all(np.abs(yaw - np.array([PHONE_VIEWS[i][0] for i in order])) < 12.0), yaw
+    # Each camera sees the head centre near the projected face centre of its frame (the avatar lands on the actor).
+    import imageio.v3 as iio
+
+    from stages.track.landmarker import detect, open_landmarker
+
+    with open_landmarker() as lm:
+        for i, img in enumerate(iio.imiter(tmp_path / "clip.mp4")):
+            face = detect(lm, img)
+            nose = canonical_mesh()[[1, 168]].mean(0) - HEAD_CENTRE_CANONICAL  # between nose tip and bridge
+            uv, _ = m.cameras[i].project(torch.tensor(nose[None], dtype=torch.float32))
+            mid = face.landmarks[[1, 168], :2].mean(0)
+            assert np.linalg.norm(uv[0, 0].numpy() - mid) < 0.03 * 512, (i, uv, mid)
+
+
+def test_animate_match_overlay_keeps_the_video_around_the_avatar(tmp_path: Path) -> None:
+    import imageio.v3 as iio
+
+    _phone_clip(tmp_path / "clip.mp4", [0, 3])
+    out = tmp_path / "match.mp4"
+    res = runner.invoke(app, ["animate", str(ROOT / "examples" / "avatar.safetensors"), "--driving",
+                              str(tmp_path / "clip.mp4"), "--match", "--overlay", "--out", str(out),
+                              "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    video = np.stack(list(iio.imiter(out)))
+    drv = np.stack(list(iio.imiter(tmp_path / "clip.mp4")))
+    assert video.shape == drv.shape  # the driving video's own resolution and length
+    assert np.abs(video[:, :24, :24].astype(float) - drv[:, :24, :24]).mean() < 6  # background: the video
+    bad = runner.invoke(app, ["animate", str(ROOT / "examples" / "avatar.safetensors"), "--exp",
+                              str(ROOT / "examples" / "expressions" / "blink.npy"), "--match", "--out", str(out)])
+    assert bad.exit_code == 2 and "--match" in bad.output

@@ -2,8 +2,9 @@
 The face gives everything a calibration would: cameras (`face_cameras`), the expression code of each view
 (MediaPipe's ARKit blendshapes) and, with `segment`, the masks.
 
-Photos (a folder of at most MAX_VIEWS images and no `--views` below their number) are all used, and each must
-show exactly one face of the same person: anything else is bad input naming the photo. A video, or a folder of
+Photos (a folder of at most MAX_VIEWS images) must each show exactly one face of the same person: anything else
+is bad input naming the photo; `--views N` of them (default: up to 4, what the model takes) are used, picked
+like video frames. A video, or a folder of
 more frames than that, is a pool of frames: those with exactly one sharp face and open eyes are candidates, and
 `--views N` (default 4) of them are picked by farthest-point sampling on the head's yaw and pitch, starting
 from the most frontal. Warnings say when the views turn too little for 3D, and when faces are tiny or blurred.
@@ -29,7 +30,7 @@ from stages.expressions import ARKIT_INDEX
 
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".heic", ".heif", ".webp", ".bmp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-DEFAULT_VIDEO_VIEWS = 4
+DEFAULT_VIEWS = 4  # the model takes at most 4 views (it was trained with 4)
 MAX_DETECT_SIDE = 1280  # the landmarker sees at most this (it runs at 256 internally); landmarks scale back
 MAX_CANDIDATES = 150  # video frames looked at, evenly spread over the clip
 MIN_TURN_DEG = 15.0  # a pool whose views span less than this gives little 3D
@@ -220,9 +221,9 @@ def load_face_source(src: Path, views: int | None, max_views: int, fov: float | 
         pool, strict = None, False
     else:
         photos = _images_in(src)
-        strict = len(photos) <= max_views and (views is None or views >= len(photos))
+        strict = len(photos) <= max_views  # photos: each must show the face; more: frames, bad ones skipped
         pool = photos
-    want = views if views is not None else (len(pool) if strict and pool else DEFAULT_VIDEO_VIEWS)
+    want = views if views is not None else (min(len(pool), DEFAULT_VIEWS) if strict and pool else DEFAULT_VIEWS)
     found: list[FaceView] = []
     skipped = {"no face": 0, "several faces": 0, "blurred": 0, "eyes closed": 0}
     with open_landmarker(num_faces=2) as lm:
@@ -257,7 +258,9 @@ def load_face_source(src: Path, views: int | None, max_views: int, fov: float | 
         raise BadInput(f"only {len(found)} usable view(s) with one clear face ({why or 'none skipped'}); "
                        f"need {want} (film the head turning slowly, or pass --views with fewer)", src)
     angles = np.array([yaw_pitch(v.det) for v in found])
-    chosen = [found[i] for i in (range(len(found)) if strict else farthest_on_pose(angles, want))]
+    chosen = [found[i] for i in farthest_on_pose(angles, want)]
+    if strict and len(chosen) < len(found):
+        warn(f"using {len(chosen)} of the {len(found)} photos, spread over the head's turns (--views N for more)")
     spread = np.ptp(angles, axis=0)
     if float(np.hypot(*spread)) < MIN_TURN_DEG:
         warn(f"the {'photos' if strict else 'clip'} turn(s) the head by only {float(np.hypot(*spread)):.0f} "

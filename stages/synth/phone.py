@@ -25,8 +25,7 @@ from stages.synth.render import render_head
 PHONE_VFOV_DEG = 70.0
 SIZE = (384, 512)  # width, height: portrait
 # (yaw, pitch, distance m, roll deg): a frontal photo, the head turned about +-40 degrees, one from below.
-PHONE_VIEWS = ((0.0, 4.0, 0.42, 1.5), (38.0, 2.0, 0.50, -2.0), (-42.0, 6.0, 0.36, 2.5), (15.0, -18.0, 0.55, -1.0),
-               (-20.0, 15.0, 0.33, 0.0))
+PHONE_VIEWS = ((0.0, 4.0, 0.42, 1.5), (38.0, 2.0, 0.50, -2.0), (-42.0, 6.0, 0.36, 2.5), (15.0, -18.0, 0.55, -1.0))
 
 
 def phone_cameras(views: tuple = PHONE_VIEWS, size: tuple[int, int] = SIZE, vfov: float = PHONE_VFOV_DEG,
