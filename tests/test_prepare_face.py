@@ -177,3 +177,31 @@ def test_animate_match_overlay_keeps_the_video_around_the_avatar(tmp_path: Path)
     bad = runner.invoke(app, ["animate", str(ROOT / "examples" / "avatar.safetensors"), "--exp",
                               str(ROOT / "examples" / "expressions" / "blink.npy"), "--match", "--out", str(out)])
     assert bad.exit_code == 2 and "--match" in bad.output
+
+
+def test_a_folder_of_many_frames_is_a_pool(tmp_path: Path) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for k in range(18):  # more than a capture takes: frames, not photos; bad ones would be skipped
+        shutil.copy(sorted(PHONE.glob("*.jpg"))[k % 4], frames / f"frame_{k:03d}.jpg")
+    out = tmp_path / "cap"
+    res = runner.invoke(app, ["prepare", str(frames), "--out", str(out), "--views", "2", "--res", "32"])
+    assert res.exit_code == 0, res.output
+    tf = json.loads((out / "transforms.json").read_text())
+    assert tf["prepare"]["source_format"] == "face-frames" and len(tf["frames"]) == 2
+    # The most frontal frame, then the one turned farthest from it (-42 degrees of yaw: photo 3).
+    assert sorted(int(Path(f["source_file"]).stem[-3:]) % 4 for f in tf["frames"]) == [0, 2]
+
+
+def test_parallel_video_frames_are_centred_on_the_head(tmp_path: Path) -> None:
+    case = REAL / "case_lp_d0" / "src"
+    if not case.is_dir():
+        pytest.skip(f"the real dev cases are not at {REAL} (../shared/real is absent)")
+    out = tmp_path / "cap"
+    res = runner.invoke(app, ["prepare", str(case), "--out", str(out), "--scale", "metric", "--res", "64"])
+    assert res.exit_code == 0, res.output
+    norm = json.loads((out / "transforms.json").read_text())["normalisation"]
+    assert norm["centre_from"] == "face"
+    # The source world is MediaPipe's canonical face frame: the head centre is a few cm behind the face,
+    # not 0.7 m behind it as the optical-axes rule put it.
+    assert np.linalg.norm(np.array(norm["centre"]) - HEAD_CENTRE_CANONICAL) < 0.03
