@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import torch
 import pytest
+import torch
 from typer.testing import CliRunner
 
 pytest.importorskip("mediapipe", reason="needs avat3r[track] (make setup installs it)")
