@@ -83,11 +83,12 @@ def register(app: typer.Typer) -> None:
         scale: Annotated[str | None, typer.Option(
             "--scale", help="World scale: auto (mean camera distance becomes 1.0, the training studio's), "
             "metric (keep the source units, taken as metres) or a number multiplying the source units. "
-            "Default: auto for photos, metric for datasets.")] = None,
+            "Default: auto for photos with cameras, metric for photos or videos without cameras and for "
+            "datasets.")] = None,
         head_radius: Annotated[float, typer.Option(
             "--head-radius", help="Radius of the head sphere the crop encloses, in capture units (after "
-            "--scale; with --scale auto, 1 is the mean camera distance). The default frames heads like the "
-            "training studio.")] = DEFAULT_HEAD_RADIUS,
+            "--scale; with --scale auto, 1 is the mean camera distance); in metres for cameras from the face. "
+            "The default frames heads like the training studio.")] = DEFAULT_HEAD_RADIUS,
         frame: Annotated[str, typer.Option(
             "--frame", help="lookat: centre and orient the world from the cameras (above); keep: the source "
             "is already head-centred with +y up and the face along +z, only --scale applies. For a dataset "

@@ -205,3 +205,14 @@ def test_parallel_video_frames_are_centred_on_the_head(tmp_path: Path) -> None:
     # The source world is MediaPipe's canonical face frame: the head centre is a few cm behind the face,
     # not 0.7 m behind it as the optical-axes rule put it.
     assert np.linalg.norm(np.array(norm["centre"]) - HEAD_CENTRE_CANONICAL) < 0.03
+
+
+def test_auto_scale_keeps_the_head_framing(phone_capture: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cap"
+    res = runner.invoke(app, ["prepare", str(PHONE), "--out", str(out), "--res", "128", "--scale", "auto"])
+    assert res.exit_code == 0, res.output
+    auto, metric = read_capture(out), read_capture(phone_capture)
+    assert abs(float(auto.cameras.centers().norm(dim=-1).mean()) - 1.0) < 1e-4
+    # --head-radius is in metres on this path, so both crops frame the same head the same way.
+    assert np.allclose(auto.cameras.fx.numpy(), metric.cameras.fx.numpy(), rtol=1e-3)
+    assert np.abs(auto.masks.numpy() - metric.masks.numpy()).mean() < 0.01

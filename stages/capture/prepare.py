@@ -17,7 +17,7 @@ Steps, per source folder (nerfstudio `transforms.json` or a COLMAP text model, s
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -180,6 +180,8 @@ def prepare_capture(src: str | Path, out: str | Path, opts: PrepareOptions | Non
         source, fcams, _ = load_face_source(src, opts.views, MAX_VIEWS, opts.fov, track, note)
         views = source.views
         norm = fit_normalisation(_rig(views), opts.scale or "metric", keep=True)
+        # The head's size is known here (metres), so the crop holds the same head whatever --scale does.
+        opts = replace(opts, head_radius=opts.head_radius * norm.scale)
         face_info = {"cameras": "face", "focal_source": fcams.focal_source,
                      "vfov_deg": round(fcams.vfov_deg, 3),
                      "residual_px": [round(float(r), 3) for r in fcams.residual_px],
