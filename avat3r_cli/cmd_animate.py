@@ -35,6 +35,12 @@ def animate_cmd(
              "driving head's poses ('follow').")] = None,
     side_by_side: Annotated[bool, typer.Option(
         "--side-by-side", help="With --driving: the driving video left of the avatar in the output.")] = False,
+    match: Annotated[bool, typer.Option(
+        "--match", help="With --driving: render every frame with the driving frame's own camera (head pose and "
+        "focal solved from the face), at the video's resolution, so the avatar lands on the actor. Meant for "
+        "avatars made from photos or a video without cameras (head-centred metric world).")] = False,
+    overlay: Annotated[bool, typer.Option(
+        "--overlay", help="With --driving --match: the avatar drawn over the driving video.")] = False,
     smooth: Annotated[float, typer.Option(help="With --driving: One-Euro smoothing strength (0 = off).")] = 1.0,
     fps: Annotated[float | None, typer.Option(
         help="Frames per second of the video (default 25; with --driving, the driving video's rate).")] = None,
@@ -64,8 +70,14 @@ def animate_cmd(
         raise BadInput("output must be an .mp4 file", out)
     if (exp is None) == (driving is None):
         raise BadInput("give exactly one of --exp codes.npy and --driving VIDEO")
-    if side_by_side and driving is None:
-        raise BadInput("--side-by-side needs --driving VIDEO")
+    if (side_by_side or match) and driving is None:
+        raise BadInput("--side-by-side and --match need --driving VIDEO")
+    if overlay and not match:
+        raise BadInput("--overlay needs --driving VIDEO --match")
+    if overlay and side_by_side:
+        raise BadInput("choose one of --overlay and --side-by-side")
+    if match and camera is not None:
+        raise BadInput("--match takes each frame's camera from the video; leave out --camera")
     if fps is not None and not 0 < fps <= 1000:
         raise BadInput(f"--fps must lie in (0, 1000], got {fps:g}")
     if not 16 <= size <= MAX_IMAGE_SIDE:
@@ -74,7 +86,22 @@ def animate_cmd(
     output_folder(frames_dir, "--frames-dir")
     driver = open_avatar(avatar, checkpoint, dev, compile=compile_frames)
     source = None
-    if driving is not None:
+    if overlay:
+        bg = (0.0, 0.0, 0.0)  # rendered over black = premultiplied colour, composited over the video below
+    if match:
+        from stages.track.frames import open_frames
+        from stages.track.match import match_driving
+
+        if int(driver.expression_dim) != 52:
+            raise BadInput(f"--driving produces ARKit-52 codes, but this avatar's expression space has "
+                           f"{driver.expression_dim} values")
+        source = open_frames(driving, fps)
+        matched = match_driving(source, smooth, progress=lambda it: rep.track(it, "tracking", total=source.count))
+        codes, cams, fps = matched.codes, matched.cameras, source.fps
+        rep.log(f"driving cameras from the face: {matched.vfov_deg:.1f} deg vertical FOV, landmark "
+                    f"reprojection {matched.residual_px:.2f} px RMS, face found in {int(matched.found.sum())} of "
+                    f"{len(matched.found)} frames")
+    elif driving is not None:
         from stages.track.drive import track_driving
 
         source, codes, cams = track_driving(driving, driver, camera, size, fps, smooth,
@@ -89,6 +116,10 @@ def animate_cmd(
         from stages.track.drive import beside
 
         frames = beside(source, frames)
+    if overlay and source is not None:
+        from stages.track.match import overlay as over
+
+        frames = over(iter(source), frames)
     with atomic_path(out) as tmp_video:
         writer = mp4_writer(tmp_video, fps)
         try:  # encoding runs in a background thread, overlapping the next frames' rendering
@@ -104,7 +135,7 @@ def animate_cmd(
         finally:
             writer.close()
     rep.summary(f"wrote {out} ({len(codes)} frames at {fps:g} fps, {cams.width}x{cams.height}"
-                f"{' beside the driving video' if side_by_side else ''})")
+                f"{' beside the driving video' if side_by_side else ''}{' over the driving video' if overlay else ''})")
 
 
 def register(app: typer.Typer) -> None:

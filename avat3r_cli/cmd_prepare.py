@@ -31,6 +31,12 @@ from stages.synth.capture import DEFAULT_SYNTHETIC_RES, prepare_synthetic
 
 _PARAGRAPHS = [
     "Turn photos + cameras into a capture folder: square crops around the head, masks, normalised cameras.",
+    "SRC may be photos without cameras: a folder of photos (JPEG/PNG; HEIC with pillow-heif), a video file or a "
+    "folder of frames. Cameras are then solved from the face (MediaPipe's landmarks against its canonical "
+    "face mesh; focal from EXIF, --fov, or estimated), the world is head-centred and metric, masks come from "
+    "an offline person segmenter, and each view keeps its ARKit expression code. A video (or more frames "
+    "than --views) gives --views N frames (default 4) spread over the head's turns; blurred, eyes-closed and "
+    "no-or-several-face frames are skipped. Film the head turning about +-45 degrees in plain light.",
     "SRC is a folder with a nerfstudio transforms.json, or a COLMAP text model (cameras.txt + images.txt in "
     "SRC, SRC/sparse/0 or SRC/sparse) with its photos in SRC/images/. COLMAP pinhole models are used as they "
     "are; SIMPLE_RADIAL, RADIAL, OPENCV and FULL_OPENCV photos are undistorted with OpenCV to a pinhole with "
@@ -78,11 +84,12 @@ def register(app: typer.Typer) -> None:
         scale: Annotated[str | None, typer.Option(
             "--scale", help="World scale: auto (mean camera distance becomes 1.0, the training studio's), "
             "metric (keep the source units, taken as metres) or a number multiplying the source units. "
-            "Default: auto for photos, metric for datasets.")] = None,
+            "Default: auto for photos with cameras, metric for photos or videos without cameras and for "
+            "datasets.")] = None,
         head_radius: Annotated[float, typer.Option(
             "--head-radius", help="Radius of the head sphere the crop encloses, in capture units (after "
-            "--scale; with --scale auto, 1 is the mean camera distance). The default frames heads like the "
-            "training studio.")] = DEFAULT_HEAD_RADIUS,
+            "--scale; with --scale auto, 1 is the mean camera distance); in metres for cameras from the face. "
+            "The default frames heads like the training studio.")] = DEFAULT_HEAD_RADIUS,
         frame: Annotated[str, typer.Option(
             "--frame", help="lookat: centre and orient the world from the cameras (above); keep: the source "
             "is already head-centred with +y up and the face along +z, only --scale applies. For a dataset "
@@ -93,8 +100,12 @@ def register(app: typer.Typer) -> None:
         sequence: Annotated[str | None, typer.Option(
             "--sequence", help="NeRSemble SRC: the sequence (e.g. EXP-1-head).")] = None,
         cameras: Annotated[str | None, typer.Option(
-            "--cameras", help="Dataset SRC: comma-separated camera ids (default: --views farthest views).")]
-        = None,
+            "--cameras", help="Photos: where cameras come from: auto (transforms.json or COLMAP, else the face), "
+            "source or face (solve them from the face even when files exist). Dataset SRC: comma-separated "
+            "camera ids (default: --views farthest views).")] = None,
+        fov: Annotated[float | None, typer.Option(
+            "--fov", help="Face cameras: the vertical field of view in degrees (default: from EXIF when every "
+            "photo has a 35 mm equivalent focal, else estimated from the faces).")] = None,
         synthetic: Annotated[bool, typer.Option(
             "--synthetic", help="Write a synthetic capture (+ targets/) from --seed instead of reading SRC.")]
         = False,
@@ -119,15 +130,21 @@ def register(app: typer.Typer) -> None:
             _prepare_dataset(src, out, res or DEFAULT_RES, views, scale, head_radius, frame, subject, sequence,
                              cameras, rep)
             return
-        if subject is not None or sequence is not None or cameras is not None:
-            raise BadInput("--subject, --sequence and --cameras are for dataset sources (ava256:PATH, "
-                           "nersemble:PATH, synth:PATH)")
-        scale = scale or "auto"
-        scale_value: str | float = scale if scale in ("auto", "metric") else _number(scale)
+        if subject is not None or sequence is not None:
+            raise BadInput("--subject and --sequence are for dataset sources (ava256:PATH, nersemble:PATH, "
+                           "synth:PATH)")
+        scale_value: str | float | None = scale if scale in (None, "auto", "metric") else _number(scale)
         opts = PrepareOptions(res=res or DEFAULT_RES, views=views, mask=mask.lower(), scale=scale_value,
-                              head_radius=head_radius, frame=frame.lower(), seed=seed)
+                              head_radius=head_radius, frame=frame.lower(), seed=seed,
+                              cameras=(cameras or "auto").lower(), fov=fov)
         result = prepare_capture(Path(src), out, opts, track=rep.track, warn=_warn)
         n = result.normalisation
+        if result.face:
+            f = result.face
+            rep.log(f"cameras from the face: focal {f['focal_source']} ({f['vfov_deg']:.1f} deg vertical "
+                        f"FOV), landmark reprojection {f['residual_overall_px']:.2f} px RMS (per view "
+                        f"{', '.join(f'{r:.1f}' for r in f['residual_px'])}), head turns "
+                        f"{', '.join(f'{y:+.0f}/{p:+.0f}' for y, p in f['yaw_pitch_deg'])} deg yaw/pitch")
         rep.summary(f"wrote {result.out} ({result.n_views} views at {opts.res}x{opts.res}, mask: "
                     f"{result.mask_kind}, scale {n.scale:.4g})")
 

@@ -72,8 +72,13 @@ def publish(tmp: Path, target: Path) -> None:
 @command
 def render_cmd(
     scene: Annotated[Path, typer.Argument(help="Gaussian set (.ply or .safetensors) or avatar file.")],
-    cameras: Annotated[Path, typer.Option("--cameras", help="nerfstudio transforms.json with the cameras.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for NAME.png, one per frame (created).")],
+    cameras: Annotated[Path | None, typer.Option(
+        "--cameras", help="nerfstudio transforms.json with the cameras (or --driving).")] = None,
+    driving: Annotated[Path | None, typer.Option(
+        "--driving", help="Instead of --cameras and --exp: a face video (or image folder); every frame is "
+        "rendered with its own camera and expression solved from the face (as `animate --match`), as "
+        "NNNNN.png at the video's resolution.")] = None,
     exp: Annotated[Path | None, typer.Option(
         "--exp", help="Expression codes .npy (T, D) or (D,): one for all frames or one per frame. Default: the "
                       "per-frame `expression` the cameras file records (e.g. synthetic targets), else neutral.")]
@@ -99,15 +104,23 @@ def render_cmd(
 
     dev, rep = start_run(device, quiet, seed)
     bg = parse_background(background)
-    transforms = read_transforms(existing_file(cameras, "cameras file"))
-    names = output_names([f.file_path for f in transforms.frames], cameras)
+    if (cameras is None) == (driving is None):
+        raise BadInput("give exactly one of --cameras transforms.json and --driving VIDEO")
     world = open_scene(scene, dev, checkpoint)
-    codes = scene_codes(world, exp)
     from_file = False
-    if codes is None:  # no --exp: the expressions the cameras file records per frame, if any
-        codes = transforms_codes(world, transforms.frames, cameras, transforms.meta.get("expression_space"))
-        from_file = codes is not None
-    per_frame = pair_codes(len(transforms.frames), codes, exp or cameras)
+    if driving is not None:
+        if exp is not None:
+            raise BadInput("--driving gives every frame its expression; leave out --exp")
+        cam_list, names, per_frame = _driving_frames(driving, world, rep)
+    else:
+        transforms = read_transforms(existing_file(cameras, "cameras file"))
+        names = output_names([f.file_path for f in transforms.frames], cameras)
+        codes = scene_codes(world, exp)
+        if codes is None:  # no --exp: the expressions the cameras file records per frame, if any
+            codes = transforms_codes(world, transforms.frames, cameras, transforms.meta.get("expression_space"))
+            from_file = codes is not None
+        per_frame = pair_codes(len(transforms.frames), codes, exp or cameras)
+        cam_list = [f.camera() for f in transforms.frames]
     if out.exists() and not out.is_dir():
         raise BadInput("exists and is not a folder", out)
 
@@ -118,12 +131,12 @@ def render_cmd(
             (tmp / "depth").mkdir()
         static = world.expression_dim is None
         g = world.gaussians(None) if static else None
-        frames = list(zip(transforms.frames, names, per_frame, strict=True))
-        for frame, name, code in rep.track(frames, "rendering"):
+        frames = list(zip(cam_list, names, per_frame, strict=True))
+        for camera, name, code in rep.track(frames, "rendering"):
             if not static:
                 g = world.gaussians(code)
             with torch.no_grad():
-                res = render(g, frame.camera().to(dev), bg)
+                res = render(g, camera.to(dev), bg)
             rgb, alpha = res.rgb[0].cpu().numpy(), res.alpha[0].cpu().numpy()
             iio.imwrite(tmp / name, to_uint8(np.concatenate([rgb, alpha], axis=-1)))
             if depth:
@@ -136,6 +149,20 @@ def render_cmd(
             shutil.rmtree(tmp, ignore_errors=True)
     extra = (" + depth" if depth else "") + (", expressions from the cameras file" if from_file else "")
     rep.summary(f"wrote {len(names)} RGBA image(s){extra} to {out}")
+
+
+def _driving_frames(video: Path, world, rep) -> tuple[list, list[str], list]:  # noqa: ANN001
+    """(cameras, names, codes) per frame of a driving video, from its face (stages.track.match)."""
+    from stages.track.frames import open_frames
+    from stages.track.match import match_driving
+
+    if world.expression_dim != 52:
+        raise BadInput(f"--driving produces ARKit-52 codes, but this scene's expression space has "
+                       f"{world.expression_dim} values")
+    source = open_frames(video)
+    matched = match_driving(source, progress=lambda it: rep.track(it, "tracking", total=source.count))
+    n = len(matched.codes)
+    return [matched.cameras[i] for i in range(n)], [f"{i:05d}.png" for i in range(n)], list(matched.codes)
 
 
 def register(app: typer.Typer) -> None:

@@ -97,14 +97,15 @@ def read_capture(path: str | Path, max_views: int = MAX_VIEWS) -> Capture:
 def write_capture(path: str | Path, images: np.ndarray | Tensor, masks: np.ndarray | Tensor | None,
                   cameras: Cameras, expressions: np.ndarray | Tensor | None = None,
                   expression_space: str | None = None, meta: dict[str, Any] | None = None,
-                  names: list[str] | None = None) -> Path:
-    """Write a capture folder atomically: RGBA PNGs (alpha = mask) and transforms.json."""
+                  names: list[str] | None = None, frame_extras: list[dict[str, Any]] | None = None) -> Path:
+    """Write a capture folder atomically: RGBA PNGs (alpha = mask) and transforms.json (`frame_extras`: more
+    per-frame keys, such as where a view came from)."""
     images = images.detach().cpu().numpy() if torch.is_tensor(images) else np.asarray(images)
     if masks is not None:
         masks = masks.detach().cpu().numpy() if torch.is_tensor(masks) else np.asarray(masks)
     n = images.shape[0]
     names = names or [f"{i:03d}" for i in range(n)]
-    extras: list[dict[str, Any]] = [{} for _ in range(n)]
+    extras: list[dict[str, Any]] = [dict(frame_extras[i]) if frame_extras else {} for i in range(n)]
     if expressions is not None:
         ex = expressions.detach().cpu().numpy() if torch.is_tensor(expressions) else np.asarray(expressions)
         for i in range(n):

@@ -8,6 +8,8 @@
 - `grabcut`: OpenCV GrabCut, needing no downloaded weights. It is seeded from the cameras: the projected head
   sphere is "probably head", a ring just outside it "probably background" and everything farther out
   "background". Good on plain backgrounds, rough on busy ones; deterministic for a given `--seed`.
+- `segment`: the offline person segmenter (`segment.person_mask`: MediaPipe's selfie model, hair included;
+  GrabCut when the model is not installed). The default for photos without cameras.
 - `none`: no mask; the capture keeps the background (a warning says so). Padding added by the crop stays
   masked.
 - `auto` (default): the alpha channel, else the mask folder, else none (with the same warning). Every view
@@ -26,7 +28,7 @@ from stages.capture.sources import SourceView
 from stages.errors import BadInput
 from stages.io import read_image
 
-MASK_METHODS = ("auto", "alpha", "folder", "grabcut", "none")
+MASK_METHODS = ("auto", "alpha", "folder", "segment", "grabcut", "none")
 GRABCUT_MAX_SIDE = 512  # GrabCut runs on a copy at most this large: masks need no more detail, and it is slow
 
 
@@ -54,7 +56,7 @@ def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
 
 
 def source_mask(view: SourceView, img: np.ndarray, method: str, root: Path) -> tuple[np.ndarray | None, str]:
-    """The mask a photo brings with it under `method`, and its kind ('alpha', 'folder' or 'none').
+    """The mask a photo brings with it under `method`, and its kind ('alpha', 'folder', 'segment' or 'none').
 
     GrabCut is not run here: it needs the head's position in the undistorted photo (see `grabcut_mask`)."""
     has_alpha = img.shape[2] == 4
@@ -62,6 +64,11 @@ def source_mask(view: SourceView, img: np.ndarray, method: str, root: Path) -> t
         has_alpha = False  # an opaque alpha channel (many exporters add one) says nothing about the head
     if method in ("none", "grabcut"):
         return None, method
+    if method == "segment":
+        from stages.capture.segment import person_mask
+
+        rgb = img[..., :3] if img.shape[2] >= 3 else np.repeat(img[..., :1], 3, axis=2)
+        return person_mask((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)), "segment"
     if method == "alpha" or (method == "auto" and has_alpha):
         if img.shape[2] != 4:
             raise BadInput("--mask alpha, but this photo has no alpha channel", view.image_path)

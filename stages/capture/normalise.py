@@ -13,6 +13,9 @@ x_capture = scale * R @ (x_source - centre), with
   look at). When the cameras surround the head evenly, the first camera's direction is the front.
 - scale: `auto` makes the mean camera distance 1.0 (the synthetic studio radius the shipped model was trained
   at); `metric` keeps the source units (taken as metres); a number multiplies the source units.
+- with photos that show a face (`face_anchor`): when the axes do not pin the point, or it lies far from the
+  head the face shows (parallel video frames, phone photos), the head's centre and axes from the face replace
+  the look-at point and the camera-derived axes (`centre_from: face` in the record).
 `keep=True` trusts the source world to be in the SPEC frame already: R = I, centre = 0, only the scale
 applies (`auto` then makes the mean camera distance from the origin 1.0).
 The transform is recorded in the capture's transforms.json (`normalisation`) so it can be undone.
@@ -27,7 +30,10 @@ import numpy as np
 import torch
 
 from stages.cameras import Cameras
+from stages.capture.face_anchor import HeadAnchor
 from stages.errors import BadInput
+
+FACE_AGREEMENT = 0.15  # look-at point this far from the face's head centre (x mean camera distance): use the face
 
 
 @dataclass
@@ -37,6 +43,7 @@ class Normalisation:
     scale: float
     rotation: np.ndarray  # (3, 3), rows are the capture axes x, y, z in source coordinates
     centre: np.ndarray  # (3,), source coordinates
+    method: str = "cameras"  # cameras: the optical axes' look-at point; face: the head found in the photos
 
     def apply_points(self, points: np.ndarray) -> np.ndarray:
         """Source-world points (..., 3) in capture coordinates."""
@@ -51,7 +58,7 @@ class Normalisation:
 
     def to_json(self) -> dict[str, Any]:
         return {"scale": float(self.scale), "rotation": [[float(v) for v in row] for row in self.rotation],
-                "centre": [float(v) for v in self.centre],
+                "centre": [float(v) for v in self.centre], "centre_from": self.method,
                 "convention": "x_capture = scale * rotation @ (x_source - centre)"}
 
 
@@ -89,13 +96,22 @@ def _up_axis(cameras: Cameras) -> np.ndarray:
     return up if up @ mean_up >= 0 else -up
 
 
-def fit_normalisation(cameras: Cameras, scale: str | float = "auto", keep: bool = False) -> Normalisation:
-    """The normalisation of a rig (see the module docstring); BadInput if the cameras face no common point."""
+def fit_normalisation(cameras: Cameras, scale: str | float = "auto", keep: bool = False,
+                      anchor: HeadAnchor | None = None) -> Normalisation:
+    """The normalisation of a rig (see the module docstring); BadInput if the cameras face no common point.
+
+    `anchor` (the head found from the face, `face_anchor`) replaces the look-at point and the camera-derived
+    axes when the optical axes do not pin a point or their point is farther than FACE_AGREEMENT times the
+    mean camera distance from the head (phones, videos); studio rigs that aim at the head keep today's frame."""
     o = cameras.centers().detach().cpu().double().numpy()
     if keep:
         s = _scale_factor(scale, float(np.linalg.norm(o, axis=1).mean()))
         return Normalisation(s, np.eye(3), np.zeros(3))
-    centre, _ = look_at_point(cameras)
+    centre, pinned = look_at_point(cameras)
+    if anchor is not None:
+        dist = float(np.linalg.norm(o - anchor.centre, axis=1).mean())
+        if not pinned or np.linalg.norm(centre - anchor.centre) > FACE_AGREEMENT * dist:
+            return Normalisation(_scale_factor(scale, dist), anchor.axes.copy(), anchor.centre.copy(), "face")
     d = cameras.forward_dirs().detach().cpu().double().numpy()
     ahead = np.einsum("ni,ni->n", centre[None] - o, d)
     if np.any(ahead <= 0):

@@ -17,7 +17,7 @@ Steps, per source folder (nerfstudio `transforms.json` or a COLMAP text model, s
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,9 +26,12 @@ import torch
 
 from stages.cameras import Cameras
 from stages.capture import MAX_VIEWS, write_capture
+from stages.capture.face_anchor import face_anchor
+from stages.capture.face_source import is_uncalibrated, load_face_source
 from stages.capture.imaging import crop_cameras, crop_resize, head_square, undistort
 from stages.capture.masking import MASK_METHODS, grabcut_mask, source_mask
 from stages.capture.normalise import Normalisation, fit_normalisation
+from stages.capture.segment import segmenter_name
 from stages.capture.sources import Source, SourceView, load_source
 from stages.errors import BadInput
 from stages.io import read_image
@@ -38,6 +41,7 @@ DEFAULT_RES = 512  # the model's input resolution for real photos
 # The synthetic studio frames 0.34 m across at the head, seen from 1 m; a sphere of 0.17 at distance 1 spans
 # 1.5% more, so prepared photos match the framing the model was trained on (and leave room for hair).
 DEFAULT_HEAD_RADIUS = 0.17
+CAMERA_SOURCES = ("auto", "source", "face")
 NO_MASK_WARNING = "no foreground masks: the capture keeps the background, which the model was not trained on"
 
 
@@ -48,10 +52,12 @@ class PrepareOptions:
     res: int = DEFAULT_RES
     views: int | None = None  # None: all photos (at most MAX_VIEWS)
     mask: str = "auto"  # one of MASK_METHODS
-    scale: str | float = "auto"  # auto | metric | a positive number
+    scale: str | float | None = None  # auto | metric | a positive number; None: metric for face cameras, else auto
     head_radius: float = DEFAULT_HEAD_RADIUS  # capture units (after --scale)
     frame: str = "lookat"  # lookat: normalise from the cameras; keep: the source is already in the SPEC frame
     seed: int = 0
+    cameras: str = "auto"  # auto: from the source's files, else from the face; source; face
+    fov: float | None = None  # face cameras: the vertical field of view in degrees (default: EXIF, else estimated)
 
 
 @dataclass
@@ -63,12 +69,17 @@ class PrepareResult:
     mask_kind: str
     normalisation: Normalisation
     warnings: list[str] = field(default_factory=list)
+    face: dict[str, Any] = field(default_factory=dict)  # face cameras: focal source, FOV, residuals
 
 
 def check_options(opts: PrepareOptions) -> None:
     """Refuse impossible options up front, before any file is read."""
     if opts.mask not in MASK_METHODS:
         raise BadInput(f"--mask must be one of {', '.join(MASK_METHODS)}, got {opts.mask!r}")
+    if opts.cameras not in CAMERA_SOURCES:
+        raise BadInput(f"--cameras must be one of {', '.join(CAMERA_SOURCES)}, got {opts.cameras!r}")
+    if opts.fov is not None and not 5.0 <= opts.fov <= 150.0:
+        raise BadInput(f"--fov must be between 5 and 150 degrees, got {opts.fov}")
     if opts.frame not in ("lookat", "keep"):
         raise BadInput(f"--frame must be lookat or keep, got {opts.frame!r}")
     if not 8 <= opts.res <= 4096:
@@ -119,12 +130,13 @@ def _check_out(src: Path, out: Path) -> None:
 def _process_view(view: SourceView, cam: Cameras, source: Source, opts: PrepareOptions
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, Cameras]:
     """One photo -> (rgb, mask or ones, valid, mask kind, cropped camera) at opts.res."""
-    img = read_image(view.image_path)
+    img = view.image.astype(np.float32) / 255.0 if view.image is not None else read_image(view.image_path)
     h, w = img.shape[:2]
     if (w, h) != (cam.width, cam.height):
         raise BadInput(f"photo is {w}x{h} but {source.cameras_file.name} gives its camera as "
                        f"{cam.width}x{cam.height}", view.image_path)
-    mask, kind = source_mask(view, img, opts.mask, source.root)
+    method = "segment" if opts.mask == "auto" and source.kind.startswith("face") else opts.mask
+    mask, kind = source_mask(view, img, method, source.root)
     rgb = img[..., :3] if img.shape[2] >= 3 else np.repeat(img[..., :1], 3, axis=2)
     stack = np.concatenate([rgb, (mask if mask is not None else np.ones((h, w), np.float32))[..., None],
                             np.ones((h, w, 1), np.float32)], axis=2)
@@ -153,14 +165,36 @@ def prepare_capture(src: str | Path, out: str | Path, opts: PrepareOptions | Non
     opts = opts or PrepareOptions()
     check_options(opts)
     src, out = Path(src), Path(out)
-    source = load_source(src)
-    _check_out(source.root, out)
-    views = _pick(source, opts)
-    try:
-        norm = fit_normalisation(_rig(views), opts.scale, keep=opts.frame == "keep")
-    except BadInput as exc:
-        raise BadInput(str(exc), source.cameras_file) from exc
     warnings: list[str] = []
+
+    def note(msg: str) -> None:
+        warnings.append(msg)
+        warn(msg)
+
+    face_info: dict[str, Any] = {}
+    if opts.cameras == "face" or (opts.cameras == "auto" and is_uncalibrated(src)):
+        if not src.exists():
+            raise BadInput("source not found", src)
+        _check_out(src if src.is_dir() else src.parent, out)
+        source, fcams, _ = load_face_source(src, opts.views, MAX_VIEWS, opts.fov, track, note)
+        views = source.views
+        norm = fit_normalisation(_rig(views), opts.scale or "metric", keep=True)
+        # The head's size is known here (metres), so the crop holds the same head whatever --scale does.
+        opts = replace(opts, head_radius=opts.head_radius * norm.scale)
+        face_info = {"cameras": "face", "focal_source": fcams.focal_source,
+                     "vfov_deg": round(fcams.vfov_deg, 3),
+                     "residual_px": [round(float(r), 3) for r in fcams.residual_px],
+                     "residual_overall_px": round(fcams.residual_overall_px, 3),
+                     "yaw_pitch_deg": [[round(float(a), 2) for a in yp] for yp in fcams.yaw_pitch_deg()]}
+    else:
+        source = load_source(src)
+        _check_out(source.root, out)
+        views = _pick(source, opts)
+        anchor = face_anchor(views) if opts.frame == "lookat" else None
+        try:
+            norm = fit_normalisation(_rig(views), opts.scale or "auto", keep=opts.frame == "keep", anchor=anchor)
+        except BadInput as exc:
+            raise BadInput(str(exc), source.cameras_file) from exc
     rgbs, masks, valids, kinds, cams = [], [], [], [], []
     for view in track(views, "preparing views", total=len(views)):
         cam = norm.apply(view.camera)
@@ -176,8 +210,7 @@ def prepare_capture(src: str | Path, out: str | Path, opts: PrepareOptions | Non
                        "mask or pass --mask none", source.root)
     kind = kinds[0]
     if kind == "none":
-        warnings.append(NO_MASK_WARNING)
-        warn(NO_MASK_WARNING)
+        note(NO_MASK_WARNING)
     alpha = np.stack(masks) * np.stack(valids)
     if kind == "none" and np.all(np.stack(valids) > 0.999):
         alpha = None  # nothing to mask at all: plain RGB images say "no mask" to read_capture
@@ -191,7 +224,11 @@ def prepare_capture(src: str | Path, out: str | Path, opts: PrepareOptions | Non
                            source.cameras_file) from exc
     meta = {"normalisation": norm.to_json(),
             "prepare": {"source_format": source.kind, "source_files": [v.name for v in views], "mask": kind,
-                        "head_radius": opts.head_radius, "frame": opts.frame}}
+                        "head_radius": opts.head_radius, "frame": opts.frame, **face_info}}
+    if kind == "segment":
+        meta["prepare"]["segmenter"] = segmenter_name()
+    extras = [{"source_file": str(v.image_path), **({"frame_index": v.frame_index} if v.frame_index is not None
+                                                     else {})} for v in views] if face_info else None
     write_capture(out, np.stack(rgbs), alpha, Cameras.cat(cams), expressions,
-                  source.meta.get("expression_space"), meta)
-    return PrepareResult(out, len(views), kind, norm, warnings)
+                  source.meta.get("expression_space"), meta, frame_extras=extras)
+    return PrepareResult(out, len(views), kind, norm, warnings, face_info)

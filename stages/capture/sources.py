@@ -29,6 +29,8 @@ class SourceView:
     distortion: np.ndarray = field(default_factory=lambda: np.zeros(0))  # OpenCV order; all zero = pinhole
     mask_path: Path | None = None  # a mask the source names explicitly (nerfstudio `mask_path`)
     expression: list[float] | None = None
+    image: np.ndarray | None = None  # the decoded RGB uint8 photo, for sources that read it already (faces)
+    frame_index: int | None = None  # a video frame's index in its clip
 
     @property
     def distorted(self) -> bool:

@@ -37,6 +37,7 @@ class FaceResult:
     landmarks: np.ndarray
     blendshapes: np.ndarray
     transform: np.ndarray
+    faces: int = 1  # clear faces seen (at least a quarter of this one's area); >1 only with num_faces > 1
 
 
 @dataclass
@@ -98,15 +99,16 @@ def _quiet_stderr() -> Iterator[None]:
 
 @contextlib.contextmanager
 def open_landmarker(model_path: Path | None = None, video: bool = False,
-                    min_confidence: float = 0.5) -> Iterator[Landmarker]:
+                    min_confidence: float = 0.5, num_faces: int = 1) -> Iterator[Landmarker]:
     """Open a one-face landmarker with blendshapes and the facial transform; closed on exit (MediaPipe needs an
-    explicit close). `video=True` uses VIDEO mode: tracking between frames, timestamps must increase."""
+    explicit close). `video=True` uses VIDEO mode: tracking between frames, timestamps must increase.
+    `num_faces` > 1 lets `detect` count faces (it still returns the largest)."""
     path = landmarker_model_path(model_path)
     mp, vision = _import_vision()
     options = vision.FaceLandmarkerOptions(
         base_options=mp.tasks.BaseOptions(model_asset_path=str(path)),
         running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
-        num_faces=1, min_face_detection_confidence=min_confidence, min_face_presence_confidence=min_confidence,
+        num_faces=num_faces, min_face_detection_confidence=min_confidence, min_face_presence_confidence=min_confidence,
         min_tracking_confidence=min_confidence, output_face_blendshapes=True,
         output_facial_transformation_matrixes=True)
     try:
@@ -161,8 +163,12 @@ def detect(landmarker: Landmarker, rgb_uint8: np.ndarray, timestamp_ms: int | No
         result = landmarker.impl.detect(image)
     if not result.face_landmarks:
         return None
-    pts = np.array([(p.x * w, p.y * h, p.z * w) for p in result.face_landmarks[0]], np.float32)
-    cats = result.face_blendshapes[0] if result.face_blendshapes else []
+    faces = [np.array([(p.x * w, p.y * h, p.z * w) for p in f], np.float32) for f in result.face_landmarks]
+    areas = [float(np.ptp(f[:, 0]) * np.ptp(f[:, 1])) for f in faces]
+    k = int(np.argmax(areas))
+    pts = faces[k]
+    clear = sum(a >= 0.25 * areas[k] for a in areas)
+    cats = result.face_blendshapes[k] if result.face_blendshapes else []
     if landmarker._perm is None:
         if not cats:
             raise BadInput("the face landmarker model outputs no blendshapes; use one that does (face_landmarker.task)")
@@ -170,5 +176,5 @@ def detect(landmarker: Landmarker, rgb_uint8: np.ndarray, timestamp_ms: int | No
     scores = np.array([c.score for c in cats] + [0.0], np.float32)  # index -1 -> the appended 0 (tongueOut)
     blend = np.clip(scores[landmarker._perm], 0.0, 1.0)
     mats = result.facial_transformation_matrixes
-    transform = np.asarray(mats[0], np.float64).reshape(4, 4) if mats else np.eye(4)
-    return FaceResult(pts, blend, transform)
+    transform = np.asarray(mats[k], np.float64).reshape(4, 4) if mats else np.eye(4)
+    return FaceResult(pts, blend, transform, clear)
