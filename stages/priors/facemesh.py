@@ -98,11 +98,15 @@ def fit_world_mesh(landmarks: list[np.ndarray | None], cameras: Cameras, face: C
     sim = umeyama(canon[None], X0[None], (seen > 0.5 * seen.max()).to(torch.float64)[None] * seen[None])
     template = sim.apply(canon[None])[0]
     L = _laplacian(tris, n, torch.float64)
-    scale = float(seen.mean()) * smooth
-    # block system over (N*3) unknowns: point terms are 3x3 blocks on the diagonal, the Laplacian acts per axis
-    A = torch.block_diag(*A_pts) + scale * torch.kron(L.T @ L, torch.eye(3, dtype=torch.float64))
-    b = b_pts.reshape(-1) + scale * (torch.kron(L.T @ L, torch.eye(3, dtype=torch.float64)) @ template.reshape(-1))
-    X = torch.linalg.solve(A, b).reshape(n, 3)
+    LtL = float(seen.mean()) * smooth * (L.T @ L)
+    # one SPD system over the (N*3) unknowns: the Laplacian acts per axis, the point terms are 3x3 blocks on
+    # the diagonal (added in place: a Cholesky solve of 1404 unknowns takes tens of milliseconds)
+    A = (LtL[:, None, :, None] * torch.eye(3, dtype=torch.float64)[None, :, None, :]).contiguous()
+    idx = torch.arange(n)
+    A[idx, :, idx, :] += A_pts
+    b = b_pts + LtL @ template
+    chol = torch.linalg.cholesky(A.reshape(3 * n, 3 * n))
+    X = torch.cholesky_solve(b.reshape(-1, 1), chol).reshape(n, 3)
     full = torch.zeros(len(cameras), n, dtype=torch.float64)
     full[views] = weight
     return X, full
