@@ -68,6 +68,17 @@ def test_rasteriser_gives_exact_plane_depth_and_the_nearest_surface():
     assert hit.sum() > 0.5 * (0.2 * focal) ** 2 * 2
 
 
+def test_parallax_is_the_widest_angle_between_cameras_at_the_face():
+    from stages.priors.face_prior import parallax_deg
+
+    size = 32
+    cams = make_cameras(look_at(spherical_eye(torch.tensor([-30.0, 0.0, 3.0]), torch.zeros(3), 1.0)), 100.0, size)
+    o, d = cams.rays()
+    t = -(o * d).sum(-1)  # the point of each ray nearest the origin: a face at the origin
+    got = parallax_deg(cams, t, torch.ones(3, size, size, dtype=torch.bool))
+    assert torch.allclose(got, torch.tensor([33.0, 30.0, 33.0]), atol=1.0)  # 3 and 30 degrees apart
+
+
 @pytest.fixture(scope="module")
 def head():
     """Three renders of a synthetic head (views within +-25 degrees), its cameras and true ray distances."""

@@ -9,6 +9,9 @@ that also trusts well-supported fill.
 3. Confidence: depths stereo confirmed keep the built-in 0.6-1; filled depths on the mesh get 0.5-0.6 and
    filled depths elsewhere cross 0.5 once `trust_support` of the pixels around them are confirmed (the fill
    leans on them), so the network keeps most of the head, not only the textured half.
+4. A view whose camera is turned less than `min_parallax` from every other one (photos of a head that hardly
+   turns) has no stereo to speak of: every depth looks consistent to the cross-check. On the face it takes
+   the mesh instead (confidence 0.6).
 Without mediapipe or the landmarker model, or when fewer than two views show a face, step 1 is skipped with
 a note and the rest still runs.
 """
@@ -36,6 +39,8 @@ class FaceMeshSettings:
     erode: int = 1  # pixels taken off the mesh's rim (silhouettes: the mesh there is the least sure)
     trust_support: float = 0.1  # share of confirmed pixels around a filled one at which it becomes confident
     mesh_conf: float = 0.5  # confidence of filled pixels on the mesh (up to +0.1 with support)
+    min_parallax: float = 8.0  # degrees: views turned less than this from all others cannot place the face
+    # by stereo (every depth looks consistent), so on the mesh the mesh replaces their sweep
 
     def describe(self) -> dict[str, str]:
         return {f"facemesh.{k}": str(v) for k, v in asdict(self).items()}
@@ -78,6 +83,19 @@ def mesh_guide(images: Tensor, cameras: Cameras, masks: Tensor, settings: FaceMe
     return (t, valid), note
 
 
+def parallax_deg(cameras: Cameras, t: Tensor, valid: Tensor) -> Tensor:
+    """Per view (V,), the largest angle (degrees) at the face between its camera and any other camera: the
+    triangulation angle stereo has there. The face is the mean of the view's valid guide points."""
+    o, d = cameras.rays()
+    pts = o + t[..., None] * d
+    w = valid.float()[..., None]
+    centre = (pts * w).sum((1, 2)) / w.sum((1, 2)).clamp(min=1.0)  # (V, 3)
+    rays = cameras.centers()[None, :, :] - centre[:, None, :]  # (V, V, 3): view v's face to every camera
+    rays = rays / rays.norm(dim=-1, keepdim=True).clamp(min=1e-9)
+    cos = (rays * rays.diagonal(dim1=0, dim2=1).T[:, None, :]).sum(-1).clamp(-1.0, 1.0)
+    return torch.rad2deg(torch.arccos(cos)).amax(1)
+
+
 def face_mesh_priors(images: Tensor, masks: Tensor, cameras: Cameras, settings: FaceMeshSettings | None = None,
                      builtin: BuiltinSettings | None = None, steps: Callable[[str], None] | None = None,
                      model: Path | None = None) -> tuple[Tensor, Tensor, dict[str, Tensor], str]:
@@ -96,10 +114,19 @@ def face_mesh_priors(images: Tensor, masks: Tensor, cameras: Cameras, settings: 
     pos, conf, info = builtin_priors(images, masks, cameras, builtin, steps=steps, guide=guide)
     fg = masks > 0.5
     on_mesh = guide[1] & fg if guide is not None else torch.zeros_like(fg)
+    narrow = torch.zeros_like(fg)
+    if guide is not None:
+        narrow = (parallax_deg(cameras, guide[0], guide[1]) < s.min_parallax)[:, None, None] & on_mesh
+        o, d = cameras.rays()
+        pos = torch.where(narrow[..., None], o + guide[0][..., None] * d, pos)
+        info["verified"] = info["verified"] & ~narrow
+        info["t"] = torch.where(narrow, guide[0], info["t"])
+        conf = torch.where(narrow, torch.full_like(conf, 0.6), conf)
     support = info["support"].clamp(0.0, 1.0)
     ramp = (support / max(s.trust_support, 1e-6)).clamp(max=2.0)  # 1 at trust_support: confidence 0.5
     elsewhere = 0.05 + 0.45 * ramp.clamp(max=1.0) + 0.05 * (ramp - 1.0).clamp(min=0.0)  # 0.05-0.55
     filled = torch.where(on_mesh, s.mesh_conf + 0.05 * ramp, elsewhere)
-    conf = torch.where(info["verified"], conf, torch.where(fg, filled, torch.zeros_like(conf)))
+    keep = info["verified"] | narrow  # confirmed, or the mesh of a view stereo cannot check
+    conf = torch.where(keep, conf, torch.where(fg, filled, torch.zeros_like(conf)))
     info["mesh"] = on_mesh
     return pos, conf, info, message
