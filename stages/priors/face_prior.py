@@ -11,7 +11,8 @@ that also trusts well-supported fill.
    leans on them), so the network keeps most of the head, not only the textured half.
 4. A view whose camera is turned less than `min_parallax` from every other one (photos of a head that hardly
    turns) has no stereo to speak of: every depth looks consistent to the cross-check. On the face it takes
-   the mesh instead (confidence 0.6).
+   the mesh instead (confidence 0.6); elsewhere the hull, moved by the mesh-minus-hull offset spread out
+   from the face (its confidence stays the built-in one).
 Without mediapipe or the landmarker model, or when fewer than two views show a face, step 1 is skipped with
 a note and the rest still runs.
 """
@@ -28,6 +29,7 @@ from torch import Tensor
 from stages.cameras import Cameras
 from stages.errors import BadInput
 from stages.priors.builtin import BuiltinSettings, builtin_priors
+from stages.priors.fill import push_pull
 
 
 @dataclass(frozen=True)
@@ -116,11 +118,17 @@ def face_mesh_priors(images: Tensor, masks: Tensor, cameras: Cameras, settings: 
     on_mesh = guide[1] & fg if guide is not None else torch.zeros_like(fg)
     narrow = torch.zeros_like(fg)
     if guide is not None:
-        narrow = (parallax_deg(cameras, guide[0], guide[1]) < s.min_parallax)[:, None, None] & on_mesh
+        views = (parallax_deg(cameras, guide[0], guide[1]) < s.min_parallax)[:, None, None] & fg
+        narrow = views & on_mesh
+        # off the face such a view's hull is only its mask's cone (the views' cones hardly cut each other):
+        # move it by the mesh-minus-hull offset, spread out from the face, so hair and neck meet the face
+        w = on_mesh.float()[:, None]
+        offset = push_pull((guide[0] - info["t_hull"])[:, None] * w, w)[:, 0]
+        t = torch.where(narrow, guide[0], torch.where(views, info["t_hull"] + offset, info["t"]))
         o, d = cameras.rays()
-        pos = torch.where(narrow[..., None], o + guide[0][..., None] * d, pos)
+        pos = torch.where(views[..., None], o + t[..., None] * d, pos)
         info["verified"] = info["verified"] & ~narrow
-        info["t"] = torch.where(narrow, guide[0], info["t"])
+        info["t"] = t
         conf = torch.where(narrow, torch.full_like(conf, 0.6), conf)
     support = info["support"].clamp(0.0, 1.0)
     ramp = (support / max(s.trust_support, 1e-6)).clamp(max=2.0)  # 1 at trust_support: confidence 0.5
