@@ -87,7 +87,7 @@ def head():
     from stages.synth.render import render_head
     from stages.synth.studio import capture_cameras
 
-    size = 160
+    size = 128
     cams = capture_cameras(3, size, torch.Generator().manual_seed(1), spread_deg=25.0)
     idn = sample_identity(np.random.default_rng(1))
     code = np.zeros(52, np.float32)
