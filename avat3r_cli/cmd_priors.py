@@ -15,7 +15,11 @@ HELP = (
     "the model's input resolution, plus optional semantic features, written to "
     "CAPTURE/priors.safetensors.\n\n"
     "Backends: builtin (default; needs no weights: a visual hull from the masks bounds a multi-view stereo "
-    "sweep, confidence > 0.5 marks depths that another view confirms) or dust3r (an official DUSt3R "
+    "sweep, confidence > 0.5 marks depths that another view confirms), facemesh (the built-in prior guided by "
+    "the face landmarker's 468-point mesh of every view, placed with the capture's cameras; confidence > 0.5 "
+    "also covers filled depths on the mesh and those that enough confirmed neighbours support; needs "
+    "avat3r[track], and without it or without a face it runs as the built-in prior with that confidence) "
+    "or dust3r (an official DUSt3R "
     "checkpoint you downloaded, e.g. DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth; needs the optional dust3r "
     "extra: pip install --no-deps mini-dust3r==0.1.2 plus beartype, einops and huggingface_hub). "
     "Features: none, or sapiens (a Sapiens TorchScript file, e.g. sapiens_2b_epoch_1600_torchscript.pt2).\n\n"
@@ -29,7 +33,7 @@ def register(app: typer.Typer) -> None:
     @command
     def priors(
         capture: Annotated[Path, typer.Argument(help="Capture folder (from `avat3r prepare`).")],
-        backend: Annotated[str, typer.Option("--backend", help="builtin or dust3r.")] = "builtin",
+        backend: Annotated[str, typer.Option("--backend", help="builtin, facemesh or dust3r.")] = "builtin",
         checkpoint: Annotated[Path | None, typer.Option(
             "--checkpoint", help="DUSt3R checkpoint file (.pth), required by --backend dust3r.")] = None,
         features: Annotated[str, typer.Option("--features", help="none or sapiens.")] = "none",
@@ -71,6 +75,8 @@ def register(app: typer.Typer) -> None:
         share = float((result.conf > 0.5).float().sum()) / fg
         feat = f", features {tuple(result.feat.shape[1:])}" if result.feat is not None else ""
         shown = ", preview priors_preview.png" if preview else ""
+        if "info.facemesh" in result.meta:
+            shown += f"; {result.meta['info.facemesh']}"
         verb = "kept current" if reused else "wrote"
         report.summary(f"{verb} {out} ({backend}, {len(result.pos)} views at {resolution}x{resolution}, "
                        f"{share * 100:.0f}% of foreground confident{feat}{shown})")

@@ -21,7 +21,8 @@ def reconstruct_cmd(
     capture: Annotated[Path, typer.Argument(help="Capture folder (from `avat3r prepare`).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Avatar file to write (.safetensors).")],
     checkpoint: Annotated[Path | None, typer.Option(help="Model checkpoint; default: the shipped one.")] = None,
-    backend: Annotated[str, typer.Option(help="Prior backend if priors are computed: builtin|dust3r.")] = "builtin",
+    backend: Annotated[str, typer.Option(
+        help="Prior backend if priors are computed: builtin|facemesh|dust3r.")] = "builtin",
     prior_checkpoint: Annotated[Path | None, typer.Option(help="DUSt3R checkpoint for --backend dust3r.")] = None,
     features: Annotated[str, typer.Option(help="Semantic features: none|sapiens.")] = "none",
     sapiens: Annotated[Path | None, typer.Option(help="Sapiens TorchScript file for --features sapiens.")] = None,

@@ -1,8 +1,10 @@
 """Per-view geometry priors for the network (SPEC section 4): world positional maps with confidences and,
 optionally, semantic feature maps.
 
-Backends: `builtin` (the default; multi-view stereo inside a visual hull, no weights needed), `dust3r` (a
-user-supplied official DUSt3R checkpoint through the optional mini-dust3r package); features: `none` or
+Backends: `builtin` (the default; multi-view stereo inside a visual hull, no weights needed), `facemesh` (the
+built-in prior guided by the face landmarker's mesh, trusting well-supported fill; falls back to the hull and
+sweep without mediapipe or a face), `dust3r` (a user-supplied official DUSt3R checkpoint through the optional
+mini-dust3r package); features: `none` or
 `sapiens` (a user-supplied Sapiens TorchScript file). Priors are computed at the model's input resolution and
 cached in `CAPTURE/priors.safetensors`, whose metadata key makes sure a stale file is never reused.
 """
@@ -31,9 +33,10 @@ from stages.priors.store import (
     writable,
 )
 
-BACKENDS = ("builtin", "dust3r")
+BACKENDS = ("builtin", "facemesh", "dust3r")
 FEATURES = ("none", "sapiens")
 BUILTIN_VERSION = "1"  # bump when the built-in algorithm changes its output
+FACEMESH_VERSION = "1"  # bump when the face-mesh backend changes its output
 
 Progress = Callable[[str], None]
 
@@ -81,10 +84,17 @@ def priors_settings_key(capture: Capture, backend: str = "builtin", resolution: 
                                         cams.cy),
         "views": str(len(capture)),
     }
-    if backend == "builtin":
+    if backend in ("builtin", "facemesh"):
         key["builtin.version"] = BUILTIN_VERSION
         key.update(BuiltinSettings().describe())
-    else:
+    if backend == "facemesh":
+        from stages.priors.face_prior import FaceMeshSettings, landmarker_status
+
+        key["facemesh.version"] = FACEMESH_VERSION
+        key.update(FaceMeshSettings().describe())
+        model, _ = landmarker_status()  # installing the landmarker later makes an old file stale
+        key["facemesh.landmarker.sha256"] = file_sha256(model) if model is not None else "unavailable"
+    elif backend == "dust3r":
         key["checkpoint.sha256"] = file_sha256(checkpoint)
     if features == "sapiens":
         key["sapiens.sha256"] = file_sha256(sapiens)
@@ -107,8 +117,13 @@ def compute_priors(capture: Capture, backend: str = "builtin", resolution: int =
     dev = torch.device(device)
     images, masks = small.images.to(dev), small.masks.to(dev)
     cams = small.cameras.to(dev)
+    mesh_note = None
     if backend == "builtin":
         pos, conf, _ = builtin_priors(images, masks, cams, steps=note)
+    elif backend == "facemesh":
+        from stages.priors.face_prior import face_mesh_priors
+
+        pos, conf, _, mesh_note = face_mesh_priors(images, masks, cams, steps=note)
     else:
         from stages.priors.dust3r import dust3r_priors, load_dust3r
 
@@ -127,6 +142,8 @@ def compute_priors(capture: Capture, backend: str = "builtin", resolution: int =
     info = {"device": str(dev), "seconds": f"{time.perf_counter() - start:.3f}", "capture": str(capture.root)}
     if backend == "dust3r":
         info["checkpoint"] = str(checkpoint)
+    if mesh_note is not None:
+        info["facemesh"] = mesh_note
     if features == "sapiens":
         info["sapiens"] = str(sapiens)
     meta.update({INFO_PREFIX + k: v for k, v in info.items()})

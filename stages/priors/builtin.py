@@ -114,8 +114,9 @@ def _sweep(p: Pass, gray: Tensor, cameras: Cameras, hyp: Tensor, fg: Tensor, top
 
 def _verify_and_fill(cameras: Cameras, t: Tensor, score: Tensor, fg: Tensor, t_hull: Tensor,
                      s: BuiltinSettings) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Keep depths that another view confirms and that matched at all; replace the rest by the hull depth
-    plus the stereo-minus-hull residual filled in from the kept ones. Returns (t, verified, quality, agree)."""
+    """Keep depths that another view confirms and that matched at all; replace the rest by the base depth
+    (the hull's, or a guide surface's) plus the stereo-minus-base residual filled in from the kept ones.
+    Returns (t, verified, quality, agree)."""
     size = t.shape[-1]
     agree = consistent_views(cameras, t, fg, max_px=s.agree_px * max(1.0, size / 256), max_rel=s.agree_rel)
     quality = ((score - s.score_low) / (s.score_high - s.score_low)).clamp(0.0, 1.0)
@@ -126,14 +127,17 @@ def _verify_and_fill(cameras: Cameras, t: Tensor, score: Tensor, fg: Tensor, t_h
 
 
 def builtin_priors(images: Tensor, masks: Tensor, cameras: Cameras, settings: BuiltinSettings | None = None,
-                   steps: Callable[[str], None] | None = None, bounds: tuple[Tensor, Tensor] | None = None
-                   ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+                   steps: Callable[[str], None] | None = None, bounds: tuple[Tensor, Tensor] | None = None,
+                   guide: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
     """Positional maps (V, H, W, 3) and confidences (V, H, W) for images (V, H, W, 3) and masks (V, H, W).
 
-    Also returns diagnostics (hull depth, stereo depth, agreeing-view counts) for previews and benchmarks.
-    `steps`, when given, is called with the name of each stage as it starts (progress reporting). `bounds`
-    is `scene_bounds(cameras, masks)` when the caller has it: the only step that synchronises a GPU, so
-    passing it makes the rest recordable as a CUDA graph (`stages.create`)."""
+    Also returns diagnostics (hull depth, stereo depth, agreeing-view counts, verified pixels, the support
+    of filled ones) for previews, benchmarks and the face-mesh backend. `steps`, when given, is called with
+    the name of each stage as it starts (progress reporting). `bounds` is `scene_bounds(cameras, masks)` when
+    the caller has it: the only step that synchronises a GPU, so passing it makes the rest recordable as a
+    CUDA graph (`stages.create`). `guide` (ray distances (V, H, W), valid (V, H, W) bool) is a surface
+    known better than the hull where valid (the face mesh): unconfirmed depths are filled from it instead of
+    the hull, and the second round's sweep starts there."""
     s = settings or BuiltinSettings()
     note = steps or (lambda name: None)
     V, size = images.shape[0], images.shape[1]
@@ -155,11 +159,12 @@ def builtin_priors(images: Tensor, masks: Tensor, cameras: Cameras, settings: Bu
     if size != c0:
         t_hull = refine_entry(cameras, masks, t_hull, fg_out, 2.0 * radius / s.hull_samples, s.mask_level)
     if V < 2:  # one view: nothing to match, the hull (the mask's cone) is all there is
+        t1 = t_hull if guide is None else torch.where(guide[1], guide[0].to(t_hull), t_hull)
         conf = torch.where(fg_out, 0.05, 0.0)
-        pos = torch.where(fg_out[..., None], o + t_hull[..., None] * d, torch.zeros_like(o))
+        pos = torch.where(fg_out[..., None], o + t1[..., None] * d, torch.zeros_like(o))
         zero = torch.zeros_like(t_hull)
-        return pos, conf, {"t": t_hull, "t_hull": t_hull, "t_mvs": t_hull, "agree": zero, "score": zero,
-                           "sharp": zero}
+        return pos, conf, {"t": t1, "t_hull": t_hull, "t_mvs": t_hull, "agree": zero, "score": zero,
+                           "sharp": zero, "verified": zero.bool(), "support": zero}
 
     # first sweep: the whole hull interval
     note(f"sweep {c0}")
@@ -172,6 +177,12 @@ def builtin_priors(images: Tensor, masks: Tensor, cameras: Cameras, settings: Bu
     step0 = (far - near) / (passes[0].hypotheses - 1)
     t, fg, step = est.t, hull.valid, step0
     hull_c0 = push_pull(hull.t_in[:, None], hull.valid.float()[:, None])[:, 0]
+    base, base_c0 = t_hull, hull_c0
+    if guide is not None:
+        t_guide, g_valid = guide
+        base = torch.where(g_valid, t_guide.to(t_hull), t_hull)
+        g_c0 = _resize(g_valid[:, None].float(), c0)[:, 0] > 0.99
+        base_c0 = torch.where(g_c0, _upsample_valid(t_guide.to(t_hull), g_valid, c0), hull_c0)
     for cycle in range(s.cycles):
         last = cycle == s.cycles - 1
         if cycle == 0:
@@ -200,7 +211,7 @@ def builtin_priors(images: Tensor, masks: Tensor, cameras: Cameras, settings: Bu
         note("consistency")
         t_mvs = t
         t, verified, quality, agree = _verify_and_fill(cameras.resized(r, r), t, score, fg,
-                                                       t_hull if r == size else hull_c0, s)
+                                                       base if r == size else base_c0, s)
 
     # confidence: verified depths 0.6-1 by match quality and sharpness; filled ones 0.05-0.45 by the share
     # of verified pixels around them (about 2 cm across), which is what the fill leans on
@@ -211,5 +222,6 @@ def builtin_priors(images: Tensor, masks: Tensor, cameras: Cameras, settings: Bu
     conf = torch.where(verified, 0.6 + 0.4 * quality * sharp, 0.05 + 0.4 * support.clamp(0.0, 1.0))
     conf = torch.where(fg_out, conf, torch.zeros_like(conf))
     pos = torch.where(fg_out[..., None], o + t[..., None] * d, torch.zeros_like(o))
-    info = {"t": t, "t_hull": t_hull, "t_mvs": t_mvs, "agree": agree, "score": score, "sharp": sharp}
+    info = {"t": t, "t_hull": t_hull, "t_mvs": t_mvs, "agree": agree, "score": score, "sharp": sharp,
+            "verified": verified, "support": support}
     return pos, conf, info
