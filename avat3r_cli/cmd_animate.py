@@ -89,8 +89,8 @@ def animate_cmd(
     if overlay:
         bg = (0.0, 0.0, 0.0)  # rendered over black = premultiplied colour, composited over the video below
     if match:
+        from stages.capture.match import match_driving
         from stages.track.frames import open_frames
-        from stages.track.match import match_driving
 
         if int(driver.expression_dim) != 52:
             raise BadInput(f"--driving produces ARKit-52 codes, but this avatar's expression space has "
@@ -117,7 +117,7 @@ def animate_cmd(
 
         frames = beside(source, frames)
     if overlay and source is not None:
-        from stages.track.match import overlay as over
+        from stages.capture.match import overlay as over
 
         frames = over(iter(source), frames)
     with atomic_path(out) as tmp_video:

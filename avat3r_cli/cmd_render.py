@@ -152,9 +152,9 @@ def render_cmd(
 
 
 def _driving_frames(video: Path, world, rep) -> tuple[list, list[str], list]:  # noqa: ANN001
-    """(cameras, names, codes) per frame of a driving video, from its face (stages.track.match)."""
+    """(cameras, names, codes) per frame of a driving video, from its face (stages.capture.match)."""
+    from stages.capture.match import match_driving
     from stages.track.frames import open_frames
-    from stages.track.match import match_driving
 
     if world.expression_dim != 52:
         raise BadInput(f"--driving produces ARKit-52 codes, but this scene's expression space has "

@@ -22,7 +22,6 @@ def framing(avatar: Avatar, size: int) -> tuple[float, float]:
     return radius, focal
 
 
-_framing = framing  # the old private name, still used by stages/view/renderer.py until it moves over
 
 
 def camera_path(spec: str, n_frames: int, avatar: Avatar, size: int) -> Cameras:

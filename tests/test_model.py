@@ -180,8 +180,6 @@ def test_without_the_positional_prior_the_output_ignores_it():
     assert (a.means - b.means).abs().max() > 1e-3
 
 
-@pytest.mark.xfail(strict=True, reason="known defect, left to the network's owner: without the positional prior "
-                   "its confidence still enters the full-resolution skip (Avat3rNet.skip_inputs, conf_n)")
 def test_without_the_positional_prior_the_output_ignores_its_confidence():
     a, b, _ = _prior_pair(False, change_conf=True)
     torch.testing.assert_close(b.colors, a.colors, atol=0, rtol=0)

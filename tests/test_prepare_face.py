@@ -136,8 +136,8 @@ def _phone_clip(path: Path, order: list[int], fps: float = 5) -> None:
 
 
 def test_match_cameras_follow_the_actor(tmp_path: Path) -> None:
+    from stages.capture.match import match_driving
     from stages.track.frames import open_frames
-    from stages.track.match import match_driving
 
     order = [0, 1, 2, 3]
     _phone_clip(tmp_path / "clip.mp4", order)

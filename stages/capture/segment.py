@@ -88,13 +88,13 @@ def _segmenter() -> Iterator[Any | None]:
     import mediapipe as mp
     from mediapipe.tasks.python import vision
 
-    from stages.track.landmarker import _quiet_stderr
+    from stages.track.landmarker import quiet_stderr
 
     options = vision.ImageSegmenterOptions(base_options=mp.tasks.BaseOptions(
         model_asset_path=str(model_path())),
                                            output_confidence_masks=True, output_category_mask=False)
     try:
-        with _quiet_stderr():
+        with quiet_stderr():
             seg = vision.ImageSegmenter.create_from_options(options)
     except (RuntimeError, ValueError):
         seg = None

@@ -206,7 +206,8 @@ class Avat3rNet(nn.Module):
         x = torch.cat(parts, dim=-1).view(B * V, H, W, -1).permute(0, 3, 1, 2)  # NHWC in memory already
         dist = (pos - o).norm(dim=-1) if cfg.use_pos_prior else o.norm(dim=-1)
         footprint = dist / cameras.fx.view(B, V, 1, 1) * (cameras.width / W)
-        skip = torch.cat([img_n, pos_n if cfg.use_pos_prior else torch.zeros_like(pos_n), conf_n], -1)
+        prior_n = [pos_n, conf_n] if cfg.use_pos_prior else [torch.zeros_like(pos_n), torch.zeros_like(conf_n)]
+        skip = torch.cat([img_n, *prior_n], -1)  # without the prior neither its positions nor its confidence
         skip = skip.view(B * V, H, W, 7).permute(0, 3, 1, 2).contiguous()
         empty = images.new_zeros(B, 0, cfg.width)
         return IdentityState(empty, skip, images, pos, o, d, footprint, keep), x

@@ -79,7 +79,7 @@ def _import_vision() -> tuple[Any, Any]:
 
 
 @contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
+def quiet_stderr() -> Iterator[None]:
     """Silence C++ log lines (TFLite delegate notices) written straight to file descriptor 2."""
     try:
         fd = os.dup(2)
@@ -112,7 +112,7 @@ def open_landmarker(model_path: Path | None = None, video: bool = False,
         min_tracking_confidence=min_confidence, output_face_blendshapes=True,
         output_facial_transformation_matrixes=True)
     try:
-        with _quiet_stderr():
+        with quiet_stderr():
             impl = vision.FaceLandmarker.create_from_options(options)
     except (RuntimeError, ValueError) as exc:
         raise BadInput(f"not a usable face landmarker model ({exc})", path) from exc

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 
-from stages.animate import _framing
+from stages.animate import framing
 from stages.avatar import AvatarDriver
 from stages.cameras import Cameras, look_at, make_cameras, spherical_eye
 from stages.gaussians import Gaussians
@@ -86,7 +86,7 @@ class ViewRenderer:
                  cache_size: int = 16):
         self.driver = driver
         self.background = torch.tensor(background, dtype=torch.float32, device=driver.device)
-        self.radius, focal = _framing(driver.avatar, 1)
+        self.radius, focal = framing(driver.avatar, 1)
         self.focal_fraction = float(focal)  # focal length in units of the image size
         self.cache = GaussianCache(cache_size)
         self._lock = threading.Lock()
