@@ -46,6 +46,7 @@ class Landmarker:
     impl: Any
     video: bool
     last_ms: int = -1
+    faces_seen: int = 0  # faces in the last detect() call (more than 1 only when opened with num_faces > 1)
     _perm: np.ndarray | None = None  # MediaPipe category index for each ARKit channel (-1: not tracked)
 
 
@@ -98,15 +99,16 @@ def _quiet_stderr() -> Iterator[None]:
 
 @contextlib.contextmanager
 def open_landmarker(model_path: Path | None = None, video: bool = False,
-                    min_confidence: float = 0.5) -> Iterator[Landmarker]:
+                    min_confidence: float = 0.5, num_faces: int = 1) -> Iterator[Landmarker]:
     """Open a one-face landmarker with blendshapes and the facial transform; closed on exit (MediaPipe needs an
-    explicit close). `video=True` uses VIDEO mode: tracking between frames, timestamps must increase."""
+    explicit close). `video=True` uses VIDEO mode: tracking between frames, timestamps must increase. `num_faces` > 1
+    lets `detect` count faces (`Landmarker.faces_seen`); it still returns the most prominent one."""
     path = landmarker_model_path(model_path)
     mp, vision = _import_vision()
     options = vision.FaceLandmarkerOptions(
         base_options=mp.tasks.BaseOptions(model_asset_path=str(path)),
         running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
-        num_faces=1, min_face_detection_confidence=min_confidence, min_face_presence_confidence=min_confidence,
+        num_faces=num_faces, min_face_detection_confidence=min_confidence, min_face_presence_confidence=min_confidence,
         min_tracking_confidence=min_confidence, output_face_blendshapes=True,
         output_facial_transformation_matrixes=True)
     try:
@@ -159,6 +161,7 @@ def detect(landmarker: Landmarker, rgb_uint8: np.ndarray, timestamp_ms: int | No
         result = landmarker.impl.detect_for_video(image, ts)
     else:
         result = landmarker.impl.detect(image)
+    landmarker.faces_seen = len(result.face_landmarks)
     if not result.face_landmarks:
         return None
     pts = np.array([(p.x * w, p.y * h, p.z * w) for p in result.face_landmarks[0]], np.float32)
