@@ -30,9 +30,10 @@ def parse_overrides(items: list[str]) -> dict:
 @command
 def train_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, metrics.jsonl, val/).")],
-    data: Annotated[str, typer.Option(help="'synth' (generated on the fly), a dataset folder (SPEC §7; also "
-                                      "synth:PATH), ava256:PATH or nersemble:PATH, with loader options after '?' "
-                                      "(see docs/datasets.md).")] = "synth",
+    data: Annotated[list[str] | None, typer.Option(
+        help="'synth' (generated on the fly), a dataset folder (SPEC §7; also synth:PATH), ava256:PATH, "
+             "nersemble:PATH or video:PATH, with loader options after '?' (see docs/datasets.md); repeat it to "
+             "mix datasets, each with an optional @WEIGHT (e.g. --data video:clips@0.3 --data synth).")] = None,
     preset: Annotated[str, typer.Option(help="Model size: tiny|base|paper.")] = "base",
     set_: Annotated[list[str] | None, typer.Option("--set", help="Model config override key=value.")] = None,
     steps: Annotated[int, typer.Option(help="Total optimisation steps.")] = 20000,
@@ -63,17 +64,21 @@ def train_cmd(
     from stages.model.checkpoint import load_model, save_checkpoint
     from stages.train.config import TrainConfig
     from stages.train.loop import train
+    from stages.train.video_data import parse_mix
 
     overrides = parse_overrides(set_ or [])
-    if data != "synth":
-        _expression_space_of(data, overrides)
+    mix = parse_mix(data or ["synth"])
+    for spec, _ in mix:
+        if spec != "synth":
+            _expression_space_of(spec, overrides)
     if prior not in ("builtin", "gt"):
         raise BadInput(f"--prior {prior}: expected builtin or gt")
-    if prior == "gt" and data != "synth":
+    if prior == "gt" and any(spec != "synth" for spec, _ in mix):
         raise BadInput("--prior gt needs ground-truth depth, which only --data synth has")
     dev = resolve_device(device)
     rep = Reporter(quiet, dev)
-    cfg = TrainConfig(out=str(out), data=data, preset=preset, model_overrides=overrides, steps=steps,
+    data_cfg = data[0] if data and len(data) == 1 else (data or "synth")  # one spec stays a string
+    cfg = TrainConfig(out=str(out), data=data_cfg, preset=preset, model_overrides=overrides, steps=steps,
                       batch_size=batch_size, lr=lr, warmup=warmup, prior=prior, consistent_inputs=consistent_inputs,
                       lpips_after=lpips_after, log_every=log_every, ckpt_every=ckpt_every, val_every=val_every,
                       seed=seed, device=str(dev), time_limit=time_limit, pool_slots=pool_slots,
@@ -98,7 +103,7 @@ def _expression_space_of(data: str, overrides: dict) -> None:
     spec = parse_spec(data)
     if spec.kind == "synth" and not (spec.path / "dataset.json").is_file():
         raise BadInput("--data must be 'synth', a dataset folder with a dataset.json (see `avat3r synth`), "
-                       "ava256:PATH or nersemble:PATH", data)
+                       "ava256:PATH, nersemble:PATH or video:PATH", data)
     if not spec.path.is_dir():
         raise BadInput(f"--data: {spec.kind} dataset folder not found", spec.path)
     space, dim = open_dataset(data, 64).expression_space

@@ -9,7 +9,9 @@ from dataclasses import asdict, dataclass, field
 @dataclass
 class TrainConfig:
     out: str = "runs/avat3r"  # run folder: checkpoints, metrics.jsonl, validation grids
-    data: str = "synth"  # "synth" (on the fly), a SPEC section 7 folder, or ava256:PATH / nersemble:PATH / synth:PATH
+    # "synth" (on the fly), a SPEC section 7 folder, ava256:PATH / nersemble:PATH / synth:PATH / video:PATH, or a
+    # list of them with optional "@WEIGHT" suffixes: a weighted mix (stages.train.video_data.MixedSource)
+    data: str | list = "synth"
     preset: str = "base"  # model preset (stages.model.config.PRESETS)
     model_overrides: dict = field(default_factory=dict)
     steps: int = 20000
