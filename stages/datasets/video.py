@@ -71,14 +71,10 @@ class VideoDataset(HeadDataset):
         self._names = sorted(n for n, e in index["clips"].items() if e.get("verdict") == "usable")
 
     def _stale(self, index: dict) -> bool:
-        """True when a clip is missing from the index or its masks could now be added."""
-        from stages.datasets.video_track import _segmenter, find_clips
+        """True when the corpus's clips are not those the index lists."""
+        from stages.datasets.video_track import find_clips
 
-        names = set(find_clips(self.root, skip=self.cache))
-        if names != set(index.get("clips", {})):
-            return True
-        return _segmenter() is not None and any(not e.get("masks") for e in index["clips"].values()
-                                                if e.get("verdict") == "usable")
+        return set(find_clips(self.root, skip=self.cache)) != set(index.get("clips", {}))
 
     # ----- the clip's cached track -------------------------------------------------------------------------
     def folder(self, subject: str) -> Path:

@@ -3,16 +3,16 @@
 Per clip (a video file, or a folder of frames) a subsample of frames (every `stride`-th, at most `max_frames`
 spread over the clip) goes through MediaPipe's face landmarker (IMAGE mode, up to 2 faces, so a second person is
 noticed). A frame with a face gives:
-- a head-pose camera: the facial transformation matrix M is solved for a virtual camera of 63° vertical field
-  of view, so c2w = inv(M) (translation cm -> m), fl = (H/2)/tan 31.5°, principal point at the image centre;
-  the world is MediaPipe's canonical face frame moved by HEAD_CENTRE so that it matches the synthetic heads'
-  (head centre at the origin, +y up, face along +z, metres);
+- a head-pose camera: `stages.capture.face_cameras.solve_face_cameras` fits MediaPipe's canonical face mesh to
+  the rigid landmarks of all the clip's frames at once (one PnP per frame, ONE focal for the clip, estimated
+  jointly), in the head-centred world (metres, head centre at the origin, +y up, face along +z); frames whose
+  reprojection error is far above the clip's median (a blink of the tracker, another face) are dropped;
 - a square crop around the head sphere (`head_radius` metres round the origin, as the dataset loaders and
   `prepare` frame heads), stored as JPEG at `res` pixels, with that crop's camera;
 - the ARKit-52 code, the 478 landmarks in crop pixels, a sharpness score (variance of the Laplacian over the
   face box), the number of faces seen;
-- a person mask of the crop (`stages.capture.segment.person_mask`), stored as PNG; when the segmenter is not
-  installed the clip is cached without masks and a later run adds them.
+- a person mask of the crop (`stages.capture.segment.person_mask`: MediaPipe's selfie segmentation, GrabCut
+  where its model is not installed), stored as PNG.
 
 A clip's folder in the cache is named after the clip and a key hashed from the settings and the file contents
 (size plus the first and last 4 MiB of each file: cheap on large corpora, and any re-encode changes it). It is
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
@@ -39,11 +38,7 @@ from stages.errors import BadInput
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 CACHE_NAME = ".avat3r_video_cache"  # default cache folder inside the corpus
-# Where the synthetic heads' centre sits in MediaPipe's canonical face frame (metres): the translation that
-# best maps 10 canonical landmarks (eye corners, nose tip, mouth corners, lips, chin) onto the synthetic head's
-# keypoints (residual ~5 mm). Crops and cameras are centred on it, as the training studio is.
-HEAD_CENTRE = np.array([0.0, 0.017, -0.040])
-VFOV_DEG = 63.0  # the landmarker's virtual camera (REFERENCE "Real people")
+REGION = 2.5  # frames are kept as the square of this many face sizes round the face until the crops are cut
 HASH_BYTES = 4 << 20
 SKIP_REASONS = ("no face", "several faces", "too short", "too static", "unreadable")
 
@@ -60,7 +55,7 @@ class TrackSettings:
     min_spread: float = 3.0  # degrees of head rotation spread below which a clip is "too static" (0: keep all)
     max_multi: float = 0.2  # share of frames with several faces above which a clip is skipped
     jpeg_quality: int = 95
-    version: int = 1  # bump when the cache format changes
+    version: int = 2  # bump when the cache format changes
 
     def key(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -135,22 +130,15 @@ def _count(path: Path) -> int:
     return n
 
 
-def head_camera(transform: np.ndarray, width: int, height: int):
-    """The landmarker's facial transform -> the full frame's Cameras (1) in our head-centred world."""
-    import torch
-
-    from stages.cameras import Cameras
-    from stages.track.pose import rotation_part
-
-    M = np.array(transform, np.float64)
-    R = rotation_part(M)
-    c2w = np.eye(4)
-    c2w[:3, :3] = R.T
-    c2w[:3, 3] = -R.T @ (M[:3, 3] / 100.0) - HEAD_CENTRE
-    f = (height / 2.0) / math.tan(math.radians(VFOV_DEG / 2))
-    one = torch.ones(1, dtype=torch.float64)
-    return Cameras(torch.from_numpy(c2w)[None], one * f, one * f, one * width / 2.0, one * height / 2.0,
-                   int(width), int(height))
+def face_region(frame: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """(copy of the square of REGION face sizes round the face, clipped to the frame, x0, y0): what a frame
+    must keep until the clip's cameras are solved (a whole 1080p frame per tracked frame would not fit)."""
+    lo, hi = landmarks[:, :2].min(0), landmarks[:, :2].max(0)
+    c, half = (lo + hi) / 2, REGION * float((hi - lo).max())
+    h, w = frame.shape[:2]
+    x0, y0 = max(int(c[0] - half), 0), max(int(c[1] - half), 0)
+    x1, y1 = min(int(c[0] + half) + 1, w), min(int(c[1] + half) + 1, h)
+    return frame[y0:y1, x0:x1].copy(), x0, y0
 
 
 def sharpness(grey: np.ndarray, box: tuple[int, int, int, int]) -> float:
@@ -165,6 +153,7 @@ def sharpness(grey: np.ndarray, box: tuple[int, int, int, int]) -> float:
 
 
 def _segmenter() -> Callable[[np.ndarray], np.ndarray] | None:
+    """`stages.capture.segment.person_mask` (MediaPipe selfie segmentation, else GrabCut)."""
     try:
         from stages.capture.segment import person_mask
     except ImportError:
@@ -172,27 +161,45 @@ def _segmenter() -> Callable[[np.ndarray], np.ndarray] | None:
     return person_mask
 
 
-def _crop_one(frame: np.ndarray, face, settings: TrackSettings) -> dict:
+def _crop_one(region: np.ndarray, landmarks: np.ndarray, cam, settings: TrackSettings) -> dict:
+    """The head crop of one frame region (its camera `cam` is in region pixels) and what goes with it."""
     import cv2
 
     from stages.datasets.views import apply_crop, crop_map, cropped_rig, head_crops
 
-    h, w = frame.shape[:2]
-    cam = head_camera(face.transform, w, h)
+    h, w = region.shape[:2]
     crop = head_crops(cam, settings.head_radius, "frame")[0]
     cmap = crop_map(cam, crop, settings.res, w, h)
-    img = apply_crop(frame.astype(np.float32), cmap)
-    img8 = np.clip(img + 0.5, 0, 255).astype(np.uint8)
+    img8 = np.clip(apply_crop(region.astype(np.float32), cmap) + 0.5, 0, 255).astype(np.uint8)
     cc = cropped_rig(cam, [crop], settings.res)
-    s = settings.res / crop.size
-    lm = (face.landmarks[:, :2] - np.array([crop.x0, crop.y0], np.float32)) * s
+    lm = (landmarks[:, :2] - np.array([crop.x0, crop.y0], np.float32)) * (settings.res / crop.size)
     lo, hi = lm.min(0), lm.max(0)
     grey = cv2.cvtColor(img8, cv2.COLOR_RGB2GRAY)
     return {"img": img8, "valid": cmap.valid, "c2w": cc.c2w[0].numpy(),
             "intr": np.array([float(cc.fx[0]), float(cc.fy[0]), float(cc.cx[0]), float(cc.cy[0])]),
-            "landmarks": lm.astype(np.float32), "code": face.blendshapes.astype(np.float32),
+            "landmarks": lm.astype(np.float32),
             "sharp": sharpness(grey, (int(lo[0]), int(lo[1]), int(hi[0]) + 1, int(hi[1]) + 1)),
             "rect": np.array([crop.x0, crop.y0, crop.size])}
+
+
+def _region_camera(cams, k: int, x0: int, y0: int, w: int, h: int):
+    """Frame k's solved camera for its region (principal point moved by the region's corner)."""
+    import torch
+
+    from stages.cameras import Cameras
+
+    one = torch.ones(1, dtype=torch.float64)
+    return Cameras(torch.from_numpy(cams.c2w[k])[None], one * float(cams.fx[k]), one * float(cams.fy[k]),
+                   one * (float(cams.cx[k]) - x0), one * (float(cams.cy[k]) - y0), int(w), int(h))
+
+
+def _outliers(cams, landmarks: list[np.ndarray]) -> np.ndarray:
+    """Frames whose rigid-landmark reprojection error is far above the clip's median (face_cameras' rule)."""
+    from stages.capture.face_cameras import DISAGREE_FACTOR, DISAGREE_FLOOR
+
+    size = np.array([np.linalg.norm(lm[33, :2] - lm[263, :2]) + 1e-6 for lm in landmarks])
+    rel = cams.residual_px / size
+    return rel > max(DISAGREE_FACTOR * float(np.median(rel)), DISAGREE_FLOOR)
 
 
 def rotation_spread(c2w: np.ndarray) -> float:
@@ -234,82 +241,58 @@ def track_clip(path: Path, dest: Path, settings: TrackSettings, key: str, name: 
         count = _count(path)
         picks = frame_picks(count, settings.stride, settings.max_frames)
         picks_n = len(picks)
+        kept, n_multi = [], 0  # (frame index, FaceResult, region, x0, y0) of frames with exactly one face
         with open_landmarker(num_faces=2) as lm:
             for i, frame in _frames(path, set(picks), picks[-1] if picks else -1):
                 face = detect(lm, frame)
                 if face is None:
                     continue
-                row = _crop_one(frame, face, settings)
-                row["frame"], row["faces"] = i, lm.faces_seen
+                meta["size"] = [int(frame.shape[1]), int(frame.shape[0])]
+                if lm.faces_seen > 1:
+                    n_multi += 1
+                    continue
+                kept.append((i, face, *face_region(frame, face.landmarks)))
+        meta["frame_count"], meta["multi_face_frames"] = count, n_multi
+        if kept:
+            from stages.capture.face_cameras import solve_face_cameras
+
+            w, h = meta["size"]
+            cams = solve_face_cameras([k[1] for k in kept], [(w, h)] * len(kept))
+            meta["vfov_deg"], meta["residual_px"] = round(cams.vfov_deg, 2), round(cams.residual_overall_px, 3)
+            drop = _outliers(cams, [k[1].landmarks for k in kept])
+            meta["dropped_frames"] = int(drop.sum())
+            for j, (i, face, region, x0, y0) in enumerate(kept):
+                if drop[j]:
+                    continue
+                cam = _region_camera(cams, j, x0, y0, region.shape[1], region.shape[0])
+                row = _crop_one(region, face.landmarks - np.array([x0, y0, 0], np.float32), cam, settings)
+                row.update(frame=i, faces=1, code=face.blendshapes.astype(np.float32),
+                           residual=float(cams.residual_px[j]))
                 k = len(rows)
                 cv2.imwrite(str(tmp / "crops" / f"{k:05d}.jpg"), cv2.cvtColor(row["img"], cv2.COLOR_RGB2BGR),
                             [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality])
                 if segment is not None:
                     m = np.clip(segment(row["img"]) * row["valid"], 0, 1)
                     cv2.imwrite(str(tmp / "masks" / f"{k:05d}.png"), (m * 255 + 0.5).astype(np.uint8))
-                del row["img"]
+                del row["img"], row["valid"]
                 rows.append(row)
-                meta["size"] = [int(frame.shape[1]), int(frame.shape[0])]
-        meta["frame_count"] = count
     except BadInput as exc:
         meta["verdict"], meta["why"] = "unreadable", str(exc)
     if rows:
         arr = {k: np.stack([r[k] for r in rows]) for k in ("c2w", "intr", "landmarks", "code", "sharp", "frame",
-                                                            "faces", "rect")}
+                                                            "faces", "rect", "residual")}
         np.savez(tmp / "track.npz", **arr)
-        single = arr["faces"] <= 1
-        spread = rotation_spread(arr["c2w"][single])
-        meta.update(spread_deg=round(spread, 2), frames=len(rows), single_face_frames=int(single.sum()))
-        meta["verdict"] = verdict(len(rows), int((~single).sum()), int(single.sum()), spread, settings)
-    elif "verdict" not in meta:
-        meta["verdict"] = "no face"
+        spread = rotation_spread(arr["c2w"])
+        meta.update(spread_deg=round(spread, 2), frames=len(rows))
+    if "verdict" not in meta:
+        n_multi = meta.get("multi_face_frames", 0)
+        meta["verdict"] = verdict(len(rows) + n_multi, n_multi, len(rows), meta.get("spread_deg", 0.0), settings)
     meta["tracked_frames"] = picks_n
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     if dest.exists():
         shutil.rmtree(dest)
     os.replace(tmp, dest)
     return meta
-
-
-def add_masks(folder: Path) -> dict:
-    """Person masks for a clip cached before the segmenter was installed (folder rewritten atomically)."""
-    import cv2
-
-    segment = _segmenter()
-    meta = json.loads((folder / "meta.json").read_text())
-    if segment is None or meta.get("masks") or not (folder / "track.npz").exists():
-        return meta
-    tmp = folder / "masks.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    rect = np.load(folder / "track.npz")["rect"]
-    from stages.capture.imaging import SquareCrop
-
-    w, h = meta["size"]
-    res = meta["settings"]["res"]
-    for k in range(len(rect)):
-        img = cv2.cvtColor(cv2.imread(str(folder / "crops" / f"{k:05d}.jpg")), cv2.COLOR_BGR2RGB)
-        valid = crop_valid(SquareCrop(*(int(v) for v in rect[k])), w, h, res)
-        m = np.clip(segment(img) * valid, 0, 1)
-        cv2.imwrite(str(tmp / f"{k:05d}.png"), (m * 255 + 0.5).astype(np.uint8))
-    os.replace(tmp, folder / "masks")
-    meta["masks"] = True
-    (folder / "meta.json.tmp").write_text(json.dumps(meta, indent=1))
-    os.replace(folder / "meta.json.tmp", folder / "meta.json")
-    return meta
-
-
-def crop_valid(crop, width: int, height: int, res: int) -> np.ndarray:
-    """(res, res) float32: the share of each crop pixel that lies inside the photo (0 in the padding)."""
-    import cv2
-
-    n = max(res, min(crop.size, 2 * res))
-    g = (np.arange(n) + 0.5) * (crop.size / n)
-    inx = ((g + crop.x0) >= 0) & ((g + crop.x0) <= width)
-    iny = ((g + crop.y0) >= 0) & ((g + crop.y0) <= height)
-    valid = (iny[:, None] & inx[None, :]).astype(np.float32)
-    return cv2.resize(valid, (res, res), interpolation=cv2.INTER_AREA) if n != res else valid
 
 
 def _work(job: tuple[str, str, str, TrackSettings, str]) -> dict:
@@ -361,8 +344,7 @@ def track_corpus(root: Path, cache: Path | None = None, settings: TrackSettings 
         key = clip_key(path, settings)
         dest = cache_folder(cache, name, key)
         if (dest / "meta.json").is_file():
-            meta = add_masks(dest)
-            entries[name] = meta
+            entries[name] = json.loads((dest / "meta.json").read_text())
         else:
             jobs.append((name, str(path), str(dest), settings, key))
     if jobs:
@@ -383,7 +365,8 @@ def track_corpus(root: Path, cache: Path | None = None, settings: TrackSettings 
         meta = entries[name]
         folder = cache_folder(cache, name, meta["key"])
         index["clips"][name] = {"folder": folder.name, **{k: meta.get(k) for k in (
-            "verdict", "why", "frames", "single_face_frames", "spread_deg", "masks", "frame_count", "size")}}
+            "verdict", "why", "frames", "multi_face_frames", "spread_deg", "vfov_deg", "residual_px", "masks",
+            "frame_count", "size")}}
         v = meta.get("verdict", "unreadable")
         index["summary"][v] = index["summary"].get(v, 0) + 1
     tmp = cache / f"index.json.tmp-{os.getpid()}"
