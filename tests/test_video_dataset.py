@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 pytest.importorskip("mediapipe", reason="needs avat3r[track] (make setup installs it)")
 
 from avat3r_cli.app import app  # noqa: E402
+from stages.cameras import Cameras  # noqa: E402
 from stages.datasets import open_dataset  # noqa: E402
 from stages.datasets.video_track import TrackSettings, find_clips, frame_picks, track_corpus  # noqa: E402
 from stages.errors import BadInput  # noqa: E402
@@ -153,7 +154,8 @@ def test_reenactment_inputs_early_targets_later(corpus, tracked):
     n = len(ds.timesteps("turning.mp4"))
     assert len(ins) == 4 and max(ins) < round(n * 0.5) <= min(outs)
     assert ds.reenactment("turning.mp4", 4, 8) == (ins, outs)  # deterministic
-    # the inputs are the frames farthest apart in rotation: the first frame and the last of the first half
+    # the most frontal frame of the first half (yaw -24..24 over the clip: the last of the first half) and the
+    # frame farthest from it (the first)
     assert ins[0] == 0 and round(n * 0.5) - 1 in ins
 
 
@@ -263,6 +265,25 @@ def test_cli_train_and_evaluate_on_video(corpus, tracked, tmp_path):
         first_target = min(int(x.rsplit(" ", 1)[1]) for x in row["target_views"])
         assert row["targets"] == 3 and all(int(x.rsplit(" ", 1)[1]) < first_target for x in row["inputs"])
     assert (rep / "grid.png").is_file() and (rep / "metrics.md").is_file()
+
+
+def test_cli_prepare_a_clip_gives_its_reenactment_inputs(corpus, tracked, tmp_path):
+    from stages.capture import read_capture
+
+    spec = f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}"
+    r = runner.invoke(app, ["prepare", spec, "--subject", "turning.mp4", "--res", "64", "--out", str(tmp_path / "cap"),
+                            "--quiet"])
+    assert r.exit_code == 0, r.output
+    cap = read_capture(tmp_path / "cap")
+    ds = open_dataset(spec, 64)
+    ins, _ = ds.reenactment("turning.mp4", 4, 1)
+    assert len(cap) == 4 and cap.expressions.shape == (4, 52)
+    assert np.allclose(cap.expressions.numpy(), np.stack([ds.codes("turning.mp4", t) for t in ins]), atol=1e-6)
+    assert torch.allclose(cap.cameras.c2w.float(), Cameras.cat([ds.cameras("turning.mp4", t) for t in ins]).c2w,
+                          atol=1e-5)
+    r = runner.invoke(app, ["prepare", spec, "--subject", "turning.mp4", "--frame", "3", "--out",
+                            str(tmp_path / "cap2"), "--quiet"])
+    assert r.exit_code == 2 and "do not apply" in r.output
 
 
 def test_cli_train_refuses_a_corpus_without_clips(tmp_path):

@@ -23,6 +23,7 @@ from stages.datasets.base import HeadDataset
 from stages.datasets.video_track import CACHE_NAME, TrackSettings, summary_line, track_corpus
 from stages.errors import BadInput
 
+SHARPNESS_FLOOR = 0.5  # evaluation skips frames below this share of the clip's median sharpness (motion blur)
 TRACK_OPTIONS = ("stride", "max_frames", "res", "head_radius", "min_frames", "min_spread")
 
 
@@ -43,10 +44,12 @@ class VideoDataset(HeadDataset):
     its inputs from, 0.6)."""
 
     kind = "video"
-    OPTIONS = ("cache", "workers", "source_part", *TRACK_OPTIONS)
+    OPTIONS = ("cache", "workers", "source_part", "scale", *TRACK_OPTIONS)
 
     def __init__(self, root: str | Path, size: int, options: dict[str, str] | None = None, log=None, progress=None):
         super().__init__(root, size, options)
+        if self.options.get("scale", "metric") != "metric":
+            raise BadInput("video:DIR worlds are in metres (the average face's size); only scale=metric applies")
         defaults = TrackSettings()
         kw = {}
         for key in TRACK_OPTIONS:
@@ -147,15 +150,21 @@ class VideoDataset(HeadDataset):
 
     # ----- self-reenactment --------------------------------------------------------------------------------
     def reenactment(self, subject: str, n_inputs: int = 4, n_targets: int = 8) -> tuple[list[int], list[int]]:
-        """(input timesteps, target timesteps) of the self-reenactment protocol: inputs are the k-farthest
-        head rotations among the first `source_part` of the clip (the first source frame, then farthest-first),
-        targets `n_targets` frames evenly spread over the rest. Deterministic."""
-        ts = self.timesteps(subject)
+        """(input timesteps, target timesteps) of the self-reenactment protocol, as the real dev cases are cut:
+        frames blurrier than half the clip's median sharpness are left out; inputs are the most frontal frame
+        of the first `source_part` of the clip plus the farthest-first head rotations after it, targets
+        `n_targets` frames evenly spread over the rest. Deterministic."""
+        tr = self.track(subject)
+        sharp = tr["sharp"]
+        ts = [t for t in self.timesteps(subject) if sharp[t] >= SHARPNESS_FLOOR * float(np.median(sharp))]
         cut = max(n_inputs, int(round(len(ts) * self.source_part)))
         if len(ts) - cut < 1:
-            raise BadInput(f"clip {subject} has {len(ts)} usable frames: too few to keep {n_inputs} inputs and "
+            raise BadInput(f"clip {subject} has {len(ts)} sharp frames: too few to keep {n_inputs} inputs and "
                            "targets apart", self.root)
-        inputs = farthest_rotations(self.rotations(subject)[:cut], n_inputs)
+        early = ts[:cut]
+        rots = self.rotations(subject)[early]
+        frontal = int(np.argmax(rots[:, 2, 2]))  # the camera looking most straight at the face
+        inputs = sorted(early[i] for i in farthest_rotations(rots, n_inputs, frontal))
         later = ts[cut:]
         pick = np.unique(np.round(np.linspace(0, len(later) - 1, min(n_targets, len(later)))).astype(int))
         return inputs, [later[i] for i in pick]
