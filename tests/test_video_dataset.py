@@ -82,6 +82,7 @@ def test_clips_are_found_in_nested_folders(corpus):
 
 def test_frame_picks_stride_then_spread():
     assert frame_picks(10, 3, 100) == [0, 3, 6, 9]
+    assert frame_picks(10, 3, 100, min_frames=5) == [0, 2, 4, 6, 8]  # a short clip: a smaller stride
     picks = frame_picks(1000, 1, 5)
     assert picks[0] == 0 and picks[-1] == 999 and len(picks) == 5
 

@@ -47,7 +47,7 @@ SKIP_REASONS = ("no face", "several faces", "too short", "too static", "unreadab
 class TrackSettings:
     """What a cached track depends on (all of it goes into the cache key)."""
 
-    stride: int = 5  # every stride-th source frame ...
+    stride: int = 5  # every stride-th source frame (less in clips shorter than stride * min_frames) ...
     max_frames: int = 60  # ... and at most this many per clip, evenly spread over the clip
     res: int = 512  # crop side stored in the cache
     head_radius: float = 0.17  # metres round the head centre the crop encloses
@@ -55,7 +55,7 @@ class TrackSettings:
     min_spread: float = 3.0  # degrees of head rotation spread below which a clip is "too static" (0: keep all)
     max_multi: float = 0.2  # share of frames with several faces above which a clip is skipped
     jpeg_quality: int = 95
-    version: int = 2  # bump when the cache format changes
+    version: int = 3  # bump when the cache format or the tracking changes
 
     def key(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -102,9 +102,11 @@ def cache_folder(cache: Path, name: str, key: str) -> Path:
     return Path(cache) / f"{safe}-{key[:12]}"
 
 
-def frame_picks(count: int, stride: int, max_frames: int) -> list[int]:
-    """Source frame indices to track: every stride-th, thinned evenly to at most max_frames."""
-    idx = list(range(0, count, max(1, stride)))
+def frame_picks(count: int, stride: int, max_frames: int, min_frames: int = 1) -> list[int]:
+    """Source frame indices to track: every stride-th (a smaller stride for clips too short to give min_frames
+    that way), thinned evenly to at most max_frames."""
+    stride = max(1, min(stride, count // max(min_frames, 1)))
+    idx = list(range(0, count, stride))
     if len(idx) > max_frames:
         idx = [idx[int(round(k))] for k in np.linspace(0, len(idx) - 1, max_frames)]
     return idx
@@ -239,7 +241,7 @@ def track_clip(path: Path, dest: Path, settings: TrackSettings, key: str, name: 
     meta = {"name": name, "source": str(path), "key": key, "settings": asdict(settings), "masks": segment is not None}
     try:
         count = _count(path)
-        picks = frame_picks(count, settings.stride, settings.max_frames)
+        picks = frame_picks(count, settings.stride, settings.max_frames, settings.min_frames)
         picks_n = len(picks)
         kept, n_multi = [], 0  # (frame index, FaceResult, region, x0, y0) of frames with exactly one face
         with open_landmarker(num_faces=2) as lm:
