@@ -243,7 +243,7 @@ def track_clip(path: Path, dest: Path, settings: TrackSettings, key: str, name: 
         count = _count(path)
         picks = frame_picks(count, settings.stride, settings.max_frames, settings.min_frames)
         picks_n = len(picks)
-        kept, n_multi = [], 0  # (frame index, FaceResult, region, x0, y0) of frames with exactly one face
+        kept, n_multi = [], 0  # (frame index, FaceResult, (w, h), region, x0, y0) of frames with one face
         with open_landmarker(num_faces=2) as lm:
             for i, frame in _frames(path, set(picks), picks[-1] if picks else -1):
                 face = detect(lm, frame)
@@ -253,17 +253,16 @@ def track_clip(path: Path, dest: Path, settings: TrackSettings, key: str, name: 
                 if lm.faces_seen > 1:
                     n_multi += 1
                     continue
-                kept.append((i, face, *face_region(frame, face.landmarks)))
+                kept.append((i, face, (frame.shape[1], frame.shape[0]), *face_region(frame, face.landmarks)))
         meta["frame_count"], meta["multi_face_frames"] = count, n_multi
         if kept:
             from stages.capture.face_cameras import solve_face_cameras
 
-            w, h = meta["size"]
-            cams = solve_face_cameras([k[1] for k in kept], [(w, h)] * len(kept))
+            cams = solve_face_cameras([k[1] for k in kept], [k[2] for k in kept])
             meta["vfov_deg"], meta["residual_px"] = round(cams.vfov_deg, 2), round(cams.residual_overall_px, 3)
             drop = _outliers(cams, [k[1].landmarks for k in kept])
             meta["dropped_frames"] = int(drop.sum())
-            for j, (i, face, region, x0, y0) in enumerate(kept):
+            for j, (i, face, _, region, x0, y0) in enumerate(kept):
                 if drop[j]:
                     continue
                 cam = _region_camera(cams, j, x0, y0, region.shape[1], region.shape[0])
