@@ -41,10 +41,11 @@ class VideoDataset(HeadDataset):
     """Monocular clips under `root` (nested folders allowed), tracked into `cache=DIR` (default
     ROOT/.avat3r_video_cache). Options: cache, workers (tracking processes), stride, max_frames, res,
     head_radius, min_frames, min_spread (see TrackSettings), source_part (share of a clip that evaluation draws
-    its inputs from, 0.6)."""
+    its inputs from, 0.6), min_sharpness (evaluation skips frames below this share of the clip's median
+    sharpness, 0.5; 0 keeps all)."""
 
     kind = "video"
-    OPTIONS = ("cache", "workers", "source_part", "scale", *TRACK_OPTIONS)
+    OPTIONS = ("cache", "workers", "source_part", "min_sharpness", "scale", *TRACK_OPTIONS)
 
     def __init__(self, root: str | Path, size: int, options: dict[str, str] | None = None, log=None, progress=None):
         super().__init__(root, size, options)
@@ -62,6 +63,8 @@ class VideoDataset(HeadDataset):
         self.source_part = float(_number(self.options.get("source_part", "0.6"), "source_part", float))
         if not 0 < self.source_part < 1:
             raise BadInput(f"video loader option source_part={self.source_part}: expected a number between 0 and 1")
+        self.min_sharpness = float(_number(self.options.get("min_sharpness", str(SHARPNESS_FLOOR)), "min_sharpness",
+                                           float))
         workers = int(_number(self.options.get("workers", "1"), "workers", int))
         index_path = self.cache / "index.json"
         index = json.loads(index_path.read_text()) if index_path.is_file() else None
@@ -156,7 +159,7 @@ class VideoDataset(HeadDataset):
         `n_targets` frames evenly spread over the rest. Deterministic."""
         tr = self.track(subject)
         sharp = tr["sharp"]
-        ts = [t for t in self.timesteps(subject) if sharp[t] >= SHARPNESS_FLOOR * float(np.median(sharp))]
+        ts = [t for t in self.timesteps(subject) if sharp[t] >= self.min_sharpness * float(np.median(sharp))]
         cut = max(n_inputs, int(round(len(ts) * self.source_part)))
         if len(ts) - cut < 1:
             raise BadInput(f"clip {subject} has {len(ts)} sharp frames: too few to keep {n_inputs} inputs and "

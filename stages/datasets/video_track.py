@@ -290,9 +290,11 @@ def track_clip(path: Path, dest: Path, settings: TrackSettings, key: str, name: 
         meta["verdict"] = verdict(len(rows) + n_multi, n_multi, len(rows), meta.get("spread_deg", 0.0), settings)
     meta["tracked_frames"] = picks_n
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(tmp, dest)
+    try:
+        os.replace(tmp, dest)
+    except OSError:  # another process (a torchrun rank) finished this clip first: keep its copy
+        shutil.rmtree(tmp, ignore_errors=True)
+        return json.loads((dest / "meta.json").read_text())
     return meta
 
 
