@@ -149,6 +149,23 @@ def test_cache_is_reused_and_keyed_by_settings(corpus, tracked):
     assert clip_key(corpus / "turning.mp4", other) != clip_key(corpus / "turning.mp4", SETTINGS)
 
 
+def test_a_shrunk_cache_reads_alone(corpus, tracked, tmp_path):
+    """A cache copied without its clips (to a GPU machine), at a smaller resolution, gives the same views."""
+    from stages.datasets.video_track import shrink_cache
+
+    shrink_cache(corpus / "cache", tmp_path / "small", 32)
+    small = open_dataset(f"video:{tmp_path / 'small'}", 32)
+    full = open_dataset(f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}", 32)
+    assert small.all_subjects() == full.all_subjects() and small.settings.res == 32
+    for t in (0, 5):
+        a, b = small.load("turning.mp4", t), full.load("turning.mp4", t)
+        assert np.abs(a[0] - b[0]).mean() < 0.03 and np.abs(a[1] - b[1]).mean() < 0.03
+        assert torch.allclose(small.cameras("turning.mp4", t).fx, full.cameras("turning.mp4", t).fx)
+        assert np.allclose(small.landmarks("turning.mp4", t), full.landmarks("turning.mp4", t), atol=1e-4)
+    with pytest.raises(BadInput, match="exists"):
+        shrink_cache(corpus / "cache", tmp_path / "small", 32)
+
+
 def test_reenactment_inputs_early_targets_later(corpus, tracked):
     ds = open_dataset(f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}&source_part=0.5", 32)
     ins, outs = ds.reenactment("turning.mp4", 4, 8)

@@ -1,5 +1,8 @@
 """`video:DIR`: a corpus of monocular talking-head clips (VFHQ, HDTF, CelebV-HQ, phone videos) as a dataset.
 
+`DIR` may also be a tracking cache itself (a folder with `index.json`, e.g. copied to a GPU machine without the
+source clips): it is read as it is, with the settings it was tracked with.
+
 A subject is a clip; its timesteps are its tracked frames (0..n-1 in time order, the usable ones: one face);
 each timestep has ONE camera, the head-pose camera of that frame (see `stages.datasets.video_track`), so the
 dataset looks like a one-camera rig whose camera moves every frame. Crops, masks, codes and cameras come from
@@ -66,6 +69,13 @@ class VideoDataset(HeadDataset):
         self.min_sharpness = float(_number(self.options.get("min_sharpness", str(SHARPNESS_FLOOR)), "min_sharpness",
                                            float))
         workers = int(_number(self.options.get("workers", "1"), "workers", int))
+        if (self.root / "index.json").is_file() and "cache" not in self.options:
+            # DIR is a tracking cache itself (copied to a GPU machine without the clips): read it as it is
+            self.cache = self.root
+            self.index = json.loads((self.root / "index.json").read_text())
+            self.settings = TrackSettings(**self.index["settings"])
+            self._names = sorted(n for n, e in self.index["clips"].items() if e.get("verdict") == "usable")
+            return
         index_path = self.cache / "index.json"
         index = json.loads(index_path.read_text()) if index_path.is_file() else None
         if index is None or index.get("settings") != json.loads(self.settings.key()) or self._stale(index):

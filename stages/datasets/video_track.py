@@ -378,6 +378,48 @@ def track_corpus(root: Path, cache: Path | None = None, settings: TrackSettings 
     return index
 
 
+def shrink_cache(src: Path, dst: Path, res: int) -> dict:
+    """Copy a tracking cache with its crops and masks resampled to res x res (intrinsics and landmarks scaled
+    to match): a smaller cache to ship to training machines. Only usable clips are copied. Returns the index."""
+    import cv2
+
+    src, dst = Path(src), Path(dst)
+    index = json.loads((src / "index.json").read_text())
+    old = int(index["settings"]["res"])
+    if not 8 <= res <= old:
+        raise BadInput(f"res must be between 8 and the cache's {old}, got {res}")
+    s = res / old
+    tmp = dst.with_name(dst.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    clips = {n: e for n, e in index["clips"].items() if e.get("verdict") == "usable"}
+    for entry in clips.values():
+        a, b = src / entry["folder"], tmp / entry["folder"]
+        (b / "crops").mkdir(parents=True)
+        (b / "masks").mkdir()
+        with np.load(a / "track.npz") as z:
+            arr = {k: z[k] for k in z.files}
+        arr["intr"] = arr["intr"] * s
+        arr["landmarks"] = arr["landmarks"] * s
+        np.savez(b / "track.npz", **arr)
+        for sub, ext in (("crops", "jpg"), ("masks", "png")):
+            for f in sorted((a / sub).glob(f"*.{ext}")):
+                img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
+                small = cv2.resize(img, (res, res), interpolation=cv2.INTER_AREA)
+                params = [cv2.IMWRITE_JPEG_QUALITY, int(index["settings"]["jpeg_quality"])] if ext == "jpg" else []
+                cv2.imwrite(str(b / sub / f.name), small, params)
+        meta = json.loads((a / "meta.json").read_text())
+        meta["settings"]["res"] = res
+        (b / "meta.json").write_text(json.dumps(meta, indent=1))
+    out = {**index, "settings": {**index["settings"], "res": res}, "clips": clips,
+           "summary": {"usable": len(clips)}, "shrunk_from": str(src)}
+    (tmp / "index.json").write_text(json.dumps(out, indent=1))
+    if dst.exists():
+        raise BadInput("output folder exists; remove it or choose another", dst)
+    os.replace(tmp, dst)
+    return out
+
+
 def summary_line(index: dict) -> str:
     """'N clips: U usable; skipped: k no face, ...'."""
     s = index["summary"]
@@ -394,6 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("root", type=Path)
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--shrink-to", type=Path, default=None,
+                    help="after tracking, also write a copy of the cache's usable clips at --shrink-res here")
+    ap.add_argument("--shrink-res", type=int, default=256)
     for f, v in asdict(TrackSettings()).items():
         if f != "version":
             ap.add_argument("--" + f.replace("_", "-"), type=type(v), default=v)
@@ -412,6 +457,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}")
         return 2
     print(summary_line(index))
+    if a.shrink_to is not None:
+        try:
+            shrink_cache(a.cache or a.root / CACHE_NAME, a.shrink_to, a.shrink_res)
+        except BadInput as exc:
+            print(f"error: {exc}")
+            return 2
+        print(f"wrote {a.shrink_to} ({a.shrink_res}x{a.shrink_res} crops)")
     return 0
 
 
