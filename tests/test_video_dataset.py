@@ -265,7 +265,7 @@ def test_cli_train_and_evaluate_on_video(corpus, tracked, tmp_path):
     spec = f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}"
     run = tmp_path / "run"
     r = runner.invoke(app, ["train", "--data", spec, "--data", f"{spec}@0.5", "--preset", "tiny", "--steps", "1",
-                            "--batch-size", "1", "--workers", "0", "--log-every", "1", "--val-every", "1",
+                            "--batch-size", "1", "--workers", "1", "--log-every", "1", "--val-every", "1",
                             "--out", str(run), "--quiet"])
     assert r.exit_code == 0, r.output
     log = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]

@@ -79,10 +79,9 @@ class VideoDataset(HeadDataset):
         index_path = self.cache / "index.json"
         index = json.loads(index_path.read_text()) if index_path.is_file() else None
         if index is None or index.get("settings") != json.loads(self.settings.key()) or self._stale(index):
-            index = track_corpus(self.root, self.cache, self.settings, max(1, workers),
-                                 **({"progress": progress} if progress else {}), log=log)
-            if log:
-                log(summary_line(index))
+            log = log or _stderr
+            index = track_corpus(self.root, self.cache, self.settings, max(1, workers), progress or _bar, log=log)
+            log(summary_line(index))
         self.index = index
         self._names = sorted(n for n, e in index["clips"].items() if e.get("verdict") == "usable")
 
@@ -181,6 +180,21 @@ class VideoDataset(HeadDataset):
         later = ts[cut:]
         pick = np.unique(np.round(np.linspace(0, len(later) - 1, min(n_targets, len(later)))).astype(int))
         return inputs, [later[i] for i in pick]
+
+
+def _stderr(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
+def _bar(items, desc: str, total: int):  # noqa: ANN001, ANN202 - an iterable in, the same iterable out
+    """A progress bar on stderr while a corpus is tracked (tracking takes seconds per clip)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, desc=desc, total=total, file=__import__("sys").stderr)
 
 
 def farthest_rotations(rotations: np.ndarray, k: int, first: int = 0) -> list[int]:
