@@ -113,8 +113,12 @@ def frame_picks(count: int, stride: int, max_frames: int, min_frames: int = 1) -
 
 
 def _frames(path: Path, picks: set[int], last: int) -> Iterator[tuple[int, np.ndarray]]:
+    import logging
+
     from stages.track.frames import open_frames
 
+    # stopping a video before its end makes imageio-ffmpeg stop (or kill) the decoder and say so: not news
+    logging.getLogger("imageio_ffmpeg").setLevel(logging.ERROR)
     src = open_frames(path)
     for i, frame in enumerate(src):
         if i > last:
