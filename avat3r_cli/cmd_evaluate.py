@@ -26,12 +26,14 @@ def evaluate_cmd(
         help="Model checkpoint, shard folder or `train` run folder; repeat it (optionally as LABEL=PATH) to "
              "compare several. Default: the shipped one.")] = None,
     data: Annotated[str | None, typer.Option(
-        help="Dataset: a SPEC §7 folder (e.g. from `avat3r synth`), ava256:PATH or nersemble:PATH. Default: "
-             "held-out synthetic subjects generated from seeds (--subjects, --first-seed).")] = None,
+        help="Dataset: a SPEC §7 folder (e.g. from `avat3r synth`), ava256:PATH, nersemble:PATH or video:DIR "
+             "(self-reenactment of monocular clips). Default: held-out synthetic subjects generated from seeds "
+             "(--subjects, --first-seed).")] = None,
     split: Annotated[str, typer.Option(help="Dataset split to evaluate: train|val|test|all.")] = "test",
     views: Annotated[int, typer.Option(help="Input views per subject (k-farthest viewpoints).")] = 4,
     target_timesteps: Annotated[int, typer.Option(help="Target expressions (timesteps) per dataset subject.")] = 1,
-    targets: Annotated[int, typer.Option(help="Target cameras scored per target timestep (dataset mode).")] = 8,
+    targets: Annotated[int, typer.Option(help="Target cameras scored per target timestep (dataset mode); "
+                                              "target frames per clip for video:DIR.")] = 8,
     subjects: Annotated[int | None, typer.Option(
         help="Synthetic subjects to generate (default 8); with --data, at most this many (default all).")] = None,
     first_seed: Annotated[int, typer.Option(help="Seed of the first synthetic test subject.")] = 100000,

@@ -40,28 +40,32 @@ def _config_options() -> list[inspect.Parameter]:
             for f in fields(TrainConfig) if "help" in f.metadata]
 
 
-def _train(out: Path, set_: list[str] | None, init: Path | None, resume: bool, ship: Path | None, device: str,
-           quiet: bool, seed: int, **options: Any) -> None:
+def _train(out: Path, data: list[str] | None, set_: list[str] | None, init: Path | None, resume: bool,
+           ship: Path | None, device: str, quiet: bool, seed: int, **options: Any) -> None:
     """Train Avat3r: 4 inputs at different timesteps (k-farthest views), 8 supervision views at the target
     expression, 0.8·L1 + 0.2·SSIM (+ alpha, + LPIPS late), AdamW. Launch with torchrun for several GPUs."""
     from stages.model.checkpoint import load_model, save_checkpoint
     from stages.train.config import TrainConfig
     from stages.train.loop import train
     from stages.train.state import STATE_FILE
+    from stages.train.video_data import parse_mix
 
-    data, prior = options["data"], options["prior"]
+    prior = options["prior"]
     overrides = parse_overrides(set_ or [])
-    if data != "synth":
-        _expression_space_of(data, overrides)
+    mix = parse_mix(data or ["synth"])
+    for spec, _ in mix:
+        if spec != "synth":
+            _expression_space_of(spec, overrides)
     if prior not in ("builtin", "gt"):
         raise BadInput(f"--prior {prior}: expected builtin or gt")
     if options["source"] not in ("pool", "fresh"):
         raise BadInput(f"--source {options['source']}: expected pool or fresh")
-    if prior == "gt" and data != "synth":
+    if prior == "gt" and any(spec != "synth" for spec, _ in mix):
         raise BadInput("--prior gt needs ground-truth depth, which only --data synth has")
     dev = resolve_device(device)
     rep = Reporter(quiet, dev)
-    cfg = TrainConfig(out=str(out), model_overrides=overrides, seed=seed, device=str(dev),
+    data_cfg = data[0] if data and len(data) == 1 else (data or "synth")  # one spec stays a string
+    cfg = TrainConfig(out=str(out), data=data_cfg, model_overrides=overrides, seed=seed, device=str(dev),
                       init=str(init) if init else "", **options)
     created = not out.exists()
     try:
@@ -85,6 +89,10 @@ def _own_options() -> list[inspect.Parameter]:
     own = {
         "out": (Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, metrics.jsonl, "
                                                                  "val/).")], inspect.Parameter.empty),
+        "data": (Annotated[list[str] | None, typer.Option(
+            help="'synth' (generated on the fly), a dataset folder (SPEC §7; also synth:PATH), ava256:PATH, "
+                 "nersemble:PATH or video:PATH, with loader options after '?' (see docs/datasets.md); repeat it to "
+                 "mix datasets, each with an optional @WEIGHT (e.g. --data video:clips@0.3 --data synth).")], None),
         "set_": (Annotated[list[str] | None, typer.Option("--set", help="Model config override key=value.")], None),
         "init": (Annotated[Path | None, typer.Option(help="Start from these weights instead of random ones.")],
                  None),
@@ -109,7 +117,7 @@ def _expression_space_of(data: str, overrides: dict) -> None:
     spec = parse_spec(data)
     if spec.kind == "synth" and not (spec.path / "dataset.json").is_file():
         raise BadInput("--data must be 'synth', a dataset folder with a dataset.json (see `avat3r synth`), "
-                       "ava256:PATH or nersemble:PATH", data)
+                       "ava256:PATH, nersemble:PATH or video:PATH", data)
     if not spec.path.is_dir():
         raise BadInput(f"--data: {spec.kind} dataset folder not found", spec.path)
     space, dim = open_dataset(data, 64).expression_space

@@ -15,7 +15,8 @@ first use in each process (see `stages.datasets.media`), so a multi-worker torch
 decoded into RAM ahead of time.
 
 Spec strings (`--data`): `synth:PATH` or a plain `PATH` (a SPEC section 7 dataset), `ava256:PATH`,
-`nersemble:PATH`; loader options follow a `?` as `key=value` pairs joined by `&`, for example
+`nersemble:PATH`, `video:PATH` (monocular clips, `stages.datasets.video`); loader options follow a `?` as
+`key=value` pairs joined by `&`, for example
 `ava256:/data/ava?codes=/data/ava_codes&space=ava256vae`.
 """
 
@@ -33,7 +34,7 @@ from stages.datasets.splits import split_names
 from stages.errors import BadInput
 
 SPLITS = ("train", "val", "test", "all")
-KINDS = ("synth", "ava256", "nersemble")
+KINDS = ("synth", "ava256", "nersemble", "video")
 SPLIT_FILE = "split.json"  # optional, in a dataset's root: {"train": [...], "val": [...], "test": [...]}
 
 

@@ -117,6 +117,8 @@ def prepare_from_dataset(spec: str, out: str | Path, res: int, pick: DatasetPick
     if out.resolve() == ds.root.resolve() or out.resolve() in ds.root.resolve().parents:
         raise BadInput("--out would replace the dataset folder; choose another output folder", out)
     subject = _subject(ds, pick.subject)
+    if ds.kind == "video":
+        return _prepare_clip(ds, subject, out, pick)
     t = _timestep(ds, subject, pick.frame, pick.sequence)
     cams = ds.cameras(subject, t)
     idx = _views(ds, subject, cams, pick)
@@ -139,3 +141,24 @@ def prepare_from_dataset(spec: str, out: str | Path, res: int, pick: DatasetPick
     write_capture(out, rgb, masks, cams[idx], None if code is None else np.repeat(code[None], len(idx), 0),
                   space, meta)
     return DatasetPrepared(out, subject, t, ds.describe(subject, t), names, space, [note] if note else [])
+
+
+def _prepare_clip(ds, subject: str, out: Path, pick: DatasetPick) -> DatasetPrepared:  # noqa: ANN001
+    """A clip of a `video:DIR` dataset: the self-reenactment inputs (`pick.views` frames spread over head
+    rotation in the first part of the clip; `--frame` is not used), each with its own camera and code."""
+    if pick.frame is not None or pick.cameras or pick.sequence is not None:
+        raise BadInput("for a video:DIR clip, prepare takes the clip's reenactment inputs; --frame, --cameras "
+                       "and --sequence do not apply (use --subject and --views)")
+    if not 1 <= pick.views <= MAX_VIEWS:
+        raise BadInput(f"--views must be between 1 and {MAX_VIEWS}, got {pick.views}")
+    ts, _ = ds.reenactment(subject, pick.views, 1)
+    loaded = [ds.load(subject, t, 0) for t in ts]
+    cams = Cameras.cat([ds.cameras(subject, t) for t in ts])
+    codes = np.stack([ds.codes(subject, t) for t in ts])
+    names = [ds.describe(subject, t) for t in ts]
+    meta = {"prepare": {"source_format": "video", "dataset": str(ds.root), "subject": subject,
+                        "timesteps": [int(t) for t in ts], "description": ", ".join(names),
+                        "dataset_options": ds.options}}
+    write_capture(out, np.stack([x[0] for x in loaded]), np.stack([x[1] for x in loaded]), cams, codes,
+                  ds.expression_space[0], meta)
+    return DatasetPrepared(out, subject, int(ts[0]), meta["prepare"]["description"], names, ds.expression_space[0])

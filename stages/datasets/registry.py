@@ -9,9 +9,10 @@ from stages.datasets.ava256 import Ava256Dataset
 from stages.datasets.base import HeadDataset, parse_spec
 from stages.datasets.nersemble import NeRSembleDataset
 from stages.datasets.synth import SynthDataset
+from stages.datasets.video import VideoDataset
 
 LOADERS: dict[str, type[HeadDataset]] = {"synth": SynthDataset, "ava256": Ava256Dataset,
-                                         "nersemble": NeRSembleDataset}
+                                         "nersemble": NeRSembleDataset, "video": VideoDataset}
 
 
 def open_dataset(spec: str | Path, size: int) -> HeadDataset:

@@ -45,6 +45,7 @@ class Episode:
     targets: Views
     identity: object | None = None  # a synthetic HeadIdentity: ground-truth 3D keypoints and depth
     input_codes: Tensor | None = None  # the inputs' own expressions (needed only for a ground-truth prior)
+    target_face_masks: Tensor | None = None  # (N, H, W) face hulls of the targets (video data): face PSNR
 
 
 @dataclass(frozen=True)
@@ -154,3 +155,27 @@ def capture_episode(capture_dir: Path) -> Episode:
                    Views(inputs.images, inputs.masks, inputs.cameras, None, [f"input {i}" for i in range(len(inputs))]),
                    Views(targets.images, targets.masks, targets.cameras, targets.expressions, labels),
                    identity_from_dict(meta.get("identity")), inputs.expressions)
+
+
+def face_hull(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """(size, size) float32 mask of the convex hull of face landmarks (pixel-corner coordinates)."""
+    import cv2
+
+    hull = cv2.convexHull(np.round(np.asarray(landmarks, np.float64)[:, :2] - 0.5).astype(np.int32))
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillConvexPoly(mask, hull, 1)
+    return mask.astype(np.float32)
+
+
+def video_episode(dataset, subject: str, n_inputs: int = 4, n_targets: int = 8) -> Episode:
+    """The self-reenactment episode of one clip of a `video:DIR` dataset: inputs spread over head rotation
+    among the first part of the clip, targets evenly over the rest, each with its own camera, code and face
+    hull (see `VideoDataset.reenactment`)."""
+    t_in, t_out = dataset.reenactment(subject, n_inputs, n_targets)
+    inputs = _stack(dataset, subject, [(t, 0) for t in t_in], with_codes=False)
+    targets = _stack(dataset, subject, [(t, 0) for t in t_out], with_codes=True)
+    inputs.labels = [dataset.describe(subject, t) for t in t_in]
+    targets.labels = [dataset.describe(subject, t) for t in t_out]
+    faces = torch.from_numpy(np.stack([face_hull(dataset.landmarks(subject, t), dataset.size) for t in t_out]))
+    codes = torch.from_numpy(np.stack([dataset.codes(subject, t) for t in t_in]).astype(np.float32))
+    return Episode(subject, inputs, targets, None, codes, faces)

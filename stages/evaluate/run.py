@@ -128,6 +128,7 @@ def score_episode(ep: Episode, model: Avat3rNet, meta: dict, device: torch.devic
     images = predict(ep, model, meta, device, prior, features, sapiens, seed)
     uv, names = keypoint_projections(ep, images.pop("target_cameras"))
     faces = scorer.target_faces(images["gt"], uv, names)
+    faces.face_masks = ep.target_face_masks
     row: dict = {"subject": ep.subject, "targets": len(ep.targets)}
     details = {}
     for m in METHODS:
@@ -143,7 +144,7 @@ def score_episode(ep: Episode, model: Avat3rNet, meta: dict, device: torch.devic
 
 def summarise(rows: list[dict], scorer: Scorer, with_keypoints: bool) -> dict:
     """Mean over subjects of each metric (subjects where a metric is undefined, e.g. no face, are skipped)."""
-    keys = scorer.keys(with_keypoints)
+    keys = scorer.keys(with_keypoints, any("face_psnr" in r["avat3r"] for r in rows))
     mean = {}
     for m in METHODS:
         mean[m] = {}
@@ -155,10 +156,11 @@ def summarise(rows: list[dict], scorer: Scorer, with_keypoints: bool) -> dict:
 
 def _report(rows: list[dict], grids: list[dict], scorer: Scorer, meta: dict, protocol: dict) -> dict:
     with_kp = any("akd3d" in r["avat3r"] for r in rows)
+    with_face = any("face_psnr" in r["avat3r"] for r in rows)
     own = [r["detail"]["akd3d_gt"]["value"] for r in rows if "akd3d_gt" in r["detail"]]
     own = [f for f in own if np.isfinite(f)]
     return {"checkpoint": meta.get("path"), "checkpoint_sha256": meta.get("sha256"), "protocol": protocol,
-            "metrics": {k: COLUMNS[k] for k in scorer.keys(with_kp)},
+            "metrics": {k: COLUMNS[k] for k in scorer.keys(with_kp, with_face)},
             "unavailable": dict(scorer.unavailable), "subjects": rows, "mean": summarise(rows, scorer, with_kp),
             "akd3d_gt": float(np.mean(own)) if own else None,
             "lpips": "alex" if scorer.lpips_net is not None else "unavailable", "_images": grids}
@@ -221,7 +223,12 @@ def evaluate_dataset(checkpoint: Path | None, data: str, device: torch.device, s
             from stages.train.data import stable_seed
 
             g = torch.Generator().manual_seed(stable_seed(seed, k, 9001))
-            ep = dataset_episode(ds, name, g, n_inputs, target_timesteps, targets_per_timestep)
+            if ds.kind == "video":  # self-reenactment: inputs early in the clip, later frames as targets
+                from stages.evaluate.protocol import video_episode
+
+                ep = video_episode(ds, name, n_inputs, targets_per_timestep)
+            else:
+                ep = dataset_episode(ds, name, g, n_inputs, target_timesteps, targets_per_timestep)
             row, images = score_episode(ep, model, meta, device, scorer, prior, features, sapiens, seed)
             row["inputs"] = ep.inputs.labels
             row["target_views"] = ep.targets.labels
@@ -230,7 +237,13 @@ def evaluate_dataset(checkpoint: Path | None, data: str, device: torch.device, s
     finally:
         if own:
             scorer.close()
-    protocol = {"data": str(data), "split": split, "inputs": n_inputs, "target_timesteps": target_timesteps,
+    if ds.kind == "video":
+        protocol_kind = {"kind": "self-reenactment", "source_part": getattr(ds, "source_part", None),
+                         "targets_per_clip": targets_per_timestep}
+    else:
+        protocol_kind = {"kind": "multi-view"}
+    protocol = {"data": str(data), "split": split, **protocol_kind, "inputs": n_inputs,
+                "target_timesteps": target_timesteps,
                 "targets_per_timestep": targets_per_timestep, "resolution": model.cfg.image_size, "prior": prior,
                 "features": features, "seed": seed}
     return _report(rows, grids, scorer, meta, protocol)

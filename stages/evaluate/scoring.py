@@ -15,7 +15,8 @@ from torch import Tensor
 from stages.metrics import psnr, ssim
 
 # Metric keys in report order; the column names say which AKD and which CSIM a table reports.
-COLUMNS = {"psnr": "PSNR ↑", "ssim": "SSIM ↑", "lpips": "LPIPS-alex ↓", "akd": "AKD-MP68 ↓", "akd3d": "AKD-3D ↓",
+COLUMNS = {"psnr": "PSNR ↑", "face_psnr": "PSNR-face ↑",
+           "ssim": "SSIM ↑", "lpips": "LPIPS-alex ↓", "akd": "AKD-MP68 ↓", "akd3d": "AKD-3D ↓",
            "csim": "CSIM ↑", "csim_norm": "CSIM-norm ↑"}
 
 
@@ -27,6 +28,7 @@ class TargetFaces:
     embeddings: list | None = None
     keypoints_uv: list[np.ndarray] | None = None  # projected ground-truth 3D keypoints (synthetic data)
     keypoint_names: tuple[str, ...] = ()
+    face_masks: Tensor | None = None  # (N, H, W) face-hull masks (video data): PSNR inside them as face_psnr
 
 
 class Scorer:
@@ -66,9 +68,10 @@ class Scorer:
             self.landmarks.close()
             self.landmarks = None
 
-    def keys(self, with_keypoints: bool) -> list[str]:
-        """The metric keys this scorer reports (AKD-3D only where ground-truth keypoints exist)."""
-        out = ["psnr", "ssim"]
+    def keys(self, with_keypoints: bool, with_face: bool = False) -> list[str]:
+        """The metric keys this scorer reports (AKD-3D only where ground-truth keypoints exist, face PSNR only
+        where the data gives face regions)."""
+        out = ["psnr"] + (["face_psnr"] if with_face else []) + ["ssim"]
         out += ["lpips"] if self.lpips_net is not None else []
         out += ["akd"] if self.landmarks is not None else []
         out += ["akd3d"] if self.landmarks is not None and with_keypoints else []
@@ -91,6 +94,8 @@ class Scorer:
         """(metric -> value, detail counts) for predictions (N, H, W, 3) against ground truth composited on black."""
         p, t = pred.permute(0, 3, 1, 2).clamp(0, 1).to(self.device), gt.permute(0, 3, 1, 2).to(self.device)
         out = {"psnr": psnr(p, t).mean().item(), "ssim": ssim(p, t).mean().item()}
+        if faces.face_masks is not None:
+            out["face_psnr"] = masked_psnr(p, t, faces.face_masks.to(self.device))
         detail: dict = {}
         if self.lpips_net is not None:
             with torch.no_grad():
@@ -112,6 +117,15 @@ class Scorer:
             res_c = csim(self.embedder, imgs, [None] * len(imgs), faces.embeddings)
             out["csim"], out["csim_norm"], detail["csim"] = res_c.value, res_c.value_norm, res_c.as_dict()
         return out, detail
+
+
+def masked_psnr(pred: Tensor, gt: Tensor, masks: Tensor) -> float:
+    """Mean over images (N, 3, H, W) of the PSNR over the pixels where masks (N, H, W) > 0.5 (NaN if none)."""
+    m = (masks > 0.5).float()[:, None]
+    n = (m.sum((1, 2, 3)) * pred.shape[1])
+    mse = (((pred - gt) ** 2) * m).sum((1, 2, 3)) / n.clamp(min=1)
+    vals = [-10 * torch.log10(e.clamp(min=1e-10)).item() for e, k in zip(mse, n, strict=True) if k > 0]
+    return float(np.mean(vals)) if vals else float("nan")
 
 
 def _numpy_images(images: Tensor) -> list[np.ndarray]:

@@ -113,6 +113,13 @@ class IdentityState:
     def tensors(self) -> dict[str, Tensor]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    def repeat(self, n: int) -> IdentityState:
+        """Each avatar n times in a row (B -> B*n), to decode n expressions of it in one batch."""
+        B, V = self.image.shape[:2]
+        out = {f.name: getattr(self, f.name).repeat_interleave(n, 0) for f in fields(self) if f.name != "skip"}
+        skip = self.skip.view(B, V, *self.skip.shape[1:]).repeat_interleave(n, 0)
+        return IdentityState(skip=skip.flatten(0, 1), **out)
+
 
 @dataclass
 class GaussianMaps:
@@ -302,7 +309,12 @@ class Avat3rNet(nn.Module):
 
     def forward(self, images: Tensor, pos: Tensor, conf: Tensor, masks: Tensor, cameras: Cameras, codes: Tensor,
                 feat: Tensor | None = None) -> GaussianMaps:
-        return self.decode(self.encode_identity(images, pos, conf, masks, cameras, feat), codes)
+        """codes (B, E): one expression per avatar; (B, T, E): T expressions each (monocular video supervision,
+        one per target frame), decoded from one identity pass as B*T avatars, avatar b's t-th at b*T + t."""
+        state = self.encode_identity(images, pos, conf, masks, cameras, feat)
+        if codes.dim() == 3:
+            return self.decode(state.repeat(codes.shape[1]), codes.flatten(0, 1))
+        return self.decode(state, codes)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -47,6 +47,7 @@ class Landmarker:
     impl: Any
     video: bool
     last_ms: int = -1
+    faces_seen: int = 0  # faces in the last detect() call (more than 1 only when opened with num_faces > 1)
     _perm: np.ndarray | None = None  # MediaPipe category index for each ARKit channel (-1: not tracked)
 
 
@@ -102,7 +103,7 @@ def open_landmarker(model_path: Path | None = None, video: bool = False,
                     min_confidence: float = 0.5, num_faces: int = 1) -> Iterator[Landmarker]:
     """Open a one-face landmarker with blendshapes and the facial transform; closed on exit (MediaPipe needs an
     explicit close). `video=True` uses VIDEO mode: tracking between frames, timestamps must increase.
-    `num_faces` > 1 lets `detect` count faces (it still returns the largest)."""
+    `num_faces` > 1 lets `detect` count faces (`Landmarker.faces_seen`; it still returns the largest)."""
     path = landmarker_model_path(model_path)
     mp, vision = _import_vision()
     options = vision.FaceLandmarkerOptions(
@@ -161,6 +162,7 @@ def detect(landmarker: Landmarker, rgb_uint8: np.ndarray, timestamp_ms: int | No
         result = landmarker.impl.detect_for_video(image, ts)
     else:
         result = landmarker.impl.detect(image)
+    landmarker.faces_seen = len(result.face_landmarks)
     if not result.face_landmarks:
         return None
     faces = [np.array([(p.x * w, p.y * h, p.z * w) for p in f], np.float32) for f in result.face_landmarks]

@@ -21,8 +21,10 @@ def opt(default: Any, help: str) -> Any:  # noqa: A002 - the name Typer/argparse
 @dataclass
 class TrainConfig:
     out: str = "runs/avat3r"  # run folder: checkpoints, metrics.jsonl, validation grids (the command's --out)
-    data: str = opt("synth", "'synth' (generated on the fly), a dataset folder (SPEC §7; also synth:PATH), "
-                             "ava256:PATH or nersemble:PATH, with loader options after '?' (see docs/datasets.md).")
+    # "synth" (on the fly), a SPEC section 7 folder, ava256:PATH / nersemble:PATH / synth:PATH / video:PATH, or a
+    # list of them with optional "@WEIGHT" suffixes: a weighted mix (stages.train.video_data.MixedSource); the
+    # command's repeatable --data
+    data: str | list = "synth"
     preset: str = opt("base", "Model size: tiny|base|paper (stages.model.config.PRESETS).")
     model_overrides: dict = field(default_factory=dict)  # the command's --set key=value
     steps: int = opt(20000, "Total optimisation steps.")

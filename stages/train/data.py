@@ -33,6 +33,11 @@ class Batch:
     # (B, T, H, W) 1 where the target view changes with the expression (synthetic pool only): the region a
     # model that ignores the code gets wrong, weighted up in the loss and scored on its own.
     target_expr_mask: Tensor | None = None
+    # (B, T, E) one code per target view (monocular video: every supervision frame has its own expression);
+    # None when each avatar's targets share `codes`
+    target_codes: Tensor | None = None
+    # (B,) True for examples whose cameras are tracked head poses: their colour loss forgives a pixel of shift
+    shift_tolerant: Tensor | None = None
 
 
 def expression_region(rgb: Tensor, alpha: Tensor, t_target: int, threshold: float = 0.06) -> Tensor:
@@ -348,4 +353,20 @@ def collate(examples: list[dict], prior: str, generator: torch.Generator | None 
         target_cameras=Cameras.cat([ex["target_cameras"] for ex in examples]),
         target_expr_mask=(torch.stack([ex["target_expr_mask"] for ex in examples])
                           if all("target_expr_mask" in ex for ex in examples) else None),
+        target_codes=_per_target_codes(examples),
+        shift_tolerant=(torch.tensor([bool(ex.get("shift_tolerant")) for ex in examples], device=poss[0].device)
+                        if any(ex.get("shift_tolerant") for ex in examples) else None),
     )
+
+
+def _per_target_codes(examples: list[dict]) -> Tensor | None:
+    """(B, T, E) when some example has a code per target (video), the others' one code repeated; else None."""
+    if not any("target_codes" in ex for ex in examples):
+        return None
+    out = []
+    for ex in examples:
+        T = ex["target_rgb"].shape[0]
+        codes = ex.get("target_codes")
+        out.append(torch.as_tensor(codes).float() if codes is not None
+                   else torch.as_tensor(ex["target_expr"]).float()[None].expand(T, -1))
+    return torch.stack(out)

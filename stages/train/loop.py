@@ -24,7 +24,7 @@ from stages.model.checkpoint import save_checkpoint
 from stages.render import render
 from stages.train.config import TrainConfig, check_resumable, model_config
 from stages.train.data import Batch, DiskSource, SynthPool, SynthSource, collate
-from stages.train.recipe import parse_recipe
+from stages.train.recipe import Recipe, parse_recipe
 from stages.train.state import LEGACY_STATE_FILE, STATE_FILE, TrainState, load_legacy_state, load_state, save_state
 
 
@@ -39,11 +39,19 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 def render_batch(model: torch.nn.Module, batch: Batch, backgrounds: Tensor) -> tuple[Tensor, Tensor]:
     """Predict each avatar's Gaussians at its target expression and render its supervision views. `model` may
     be the DDP wrapper, whose forward all-reduces the gradients."""
-    maps = model(batch.images, batch.pos, batch.conf, batch.masks, batch.cameras, batch.codes)
+    per_target = batch.target_codes is not None
+    maps = model(batch.images, batch.pos, batch.conf, batch.masks, batch.cameras,
+                 batch.target_codes if per_target else batch.codes)
     B, T = batch.target_rgb.shape[:2]
     rgbs, alphas = [], []
     for b in range(B):
-        out = render(maps.gaussians(b), batch.target_cameras[b * T:(b + 1) * T], background=backgrounds[b])
+        cams = batch.target_cameras[b * T:(b + 1) * T]
+        if per_target:  # avatar b at target t's own expression is maps entry b*T + t
+            outs = [render(maps.gaussians(b * T + t), cams[t], background=backgrounds[b]) for t in range(T)]
+            rgbs.append(torch.cat([o.rgb for o in outs]))
+            alphas.append(torch.cat([o.alpha[..., 0] for o in outs]))
+            continue
+        out = render(maps.gaussians(b), cams, background=backgrounds[b])
         rgbs.append(out.rgb)
         alphas.append(out.alpha[..., 0])
     return torch.stack(rgbs), torch.stack(alphas)
@@ -58,7 +66,15 @@ def loss_terms(pred_rgb: Tensor, pred_alpha: Tensor, batch: Batch, backgrounds: 
     target = batch.target_rgb * a + backgrounds[:, None, None, None, :] * (1 - a)
     p = pred_rgb.flatten(0, 1).permute(0, 3, 1, 2).float()
     t = target.flatten(0, 1).permute(0, 3, 1, 2).float()
-    l1 = (p - t).abs().mean()
+    if batch.shift_tolerant is not None:  # tracked head-pose cameras: forgive a pixel of misregistration
+        from stages.train.video_data import shift_tolerant_l1
+
+        T = batch.target_rgb.shape[1]
+        tol = batch.shift_tolerant.repeat_interleave(T)
+        per_image = torch.where(tol, shift_tolerant_l1(p, t), (p - t).abs().flatten(1).mean(1))
+        l1 = per_image.mean()
+    else:
+        l1 = (p - t).abs().mean()
     s = ssim(p, t).mean()
     la = (pred_alpha.float() - batch.target_alpha).abs().mean()
     loss = cfg.l1_weight * l1 + cfg.ssim_weight * (1 - s) + cfg.alpha_weight * la
@@ -82,6 +98,30 @@ def loss_terms(pred_rgb: Tensor, pred_alpha: Tensor, batch: Batch, backgrounds: 
         logs["psnr"] = psnr(p.clamp(0, 1), t).mean().item()
     logs["loss"] = loss.item()
     return loss, logs
+
+
+def make_source(cfg: TrainConfig, size: int, recipe: Recipe | None = None) -> tuple[object, bool]:
+    """The example source of `cfg.data` (one spec, or a list of specs with optional @WEIGHT: a weighted mix)
+    and whether it reads only from disk (then DataLoader workers can build examples ahead)."""
+    from stages.train.video_data import MixedSource, VideoSource, is_video, parse_mix
+
+    def one(spec: str):
+        if spec != "synth" and is_video(spec):
+            return VideoSource(spec, size, cfg.n_inputs, cfg.n_supervision, cfg.seed)
+        if spec != "synth":
+            return DiskSource(spec, size, cfg.n_inputs, cfg.n_supervision, cfg.seed,
+                              consistent_inputs=cfg.consistent_inputs)
+        if cfg.source == "pool":
+            return SynthPool(size, cfg.n_inputs, cfg.n_supervision, cfg.seed, cfg.pool_slots, cfg.pool_timesteps,
+                             cfg.pool_cameras, cfg.pool_lifetime, cfg.consistent_inputs, cfg.prior,
+                             cfg.pool_configs, recipe, cfg.recipe_share)
+        return SynthSource(size, cfg.n_inputs, cfg.n_supervision, cfg.n_cameras, cfg.seed, cfg.consistent_inputs)
+
+    mix = parse_mix(cfg.data if isinstance(cfg.data, list) else [cfg.data])
+    on_disk = all(spec != "synth" for spec, _ in mix)
+    if len(mix) == 1:
+        return one(mix[0][0]), on_disk
+    return MixedSource([one(spec) for spec, _ in mix], [w for _, w in mix], cfg.seed), on_disk
 
 
 def save_training_state(out: Path, model: Avat3rNet, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> None:
@@ -121,7 +161,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
         raise BadInput("feat_dim > 0 needs semantic features, which no training source provides yet; train with "
                        "feat_dim=0", cfg.out)
     recipe = parse_recipe(cfg.recipe)
-    if recipe.any and (cfg.data != "synth" or cfg.source != "pool"):
+    specs = cfg.data if isinstance(cfg.data, list) else [cfg.data]
+    if recipe.any and (not any(str(d).split("@")[0] == "synth" for d in specs) or cfg.source != "pool"):
         raise BadInput(f"--recipe {cfg.recipe}: the training-data recipes widen the synthetic pool only "
                        "(--data synth)")
     if not 0.0 <= cfg.recipe_share <= 1.0:
@@ -156,16 +197,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
     if rank == 0:
         (out / "train_config.json").write_text(cfg.to_json())
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index]) if distributed else model
-    if cfg.data != "synth":
-        source = DiskSource(cfg.data, model_cfg.image_size, cfg.n_inputs, cfg.n_supervision, cfg.seed,
-                            consistent_inputs=cfg.consistent_inputs)
-    elif cfg.source == "pool":
-        source = SynthPool(model_cfg.image_size, cfg.n_inputs, cfg.n_supervision, cfg.seed, cfg.pool_slots,
-                           cfg.pool_timesteps, cfg.pool_cameras, cfg.pool_lifetime, cfg.consistent_inputs,
-                           cfg.prior, cfg.pool_configs, recipe, cfg.recipe_share)
-    else:
-        source = SynthSource(model_cfg.image_size, cfg.n_inputs, cfg.n_supervision, cfg.n_cameras, cfg.seed,
-                             cfg.consistent_inputs)
+    source, on_disk = make_source(cfg, model_cfg.image_size, recipe)
     lpips_net = None
     if cfg.lpips_after >= 0:
         from stages.metrics import LPIPS
@@ -185,7 +217,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
     t_start = t_log
     end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
     prefetched = None
-    if isinstance(source, DiskSource) and cfg.workers > 0:  # decoding frames is CPU work: do it ahead, in workers
+    if on_disk and cfg.workers > 0:  # decoding frames is CPU work: do it ahead, in workers
         from stages.datasets.loader import example_loader, to_device
 
         prefetched = iter(example_loader(source, step, end, rank, cfg.batch_size, workers=cfg.workers))

@@ -1,0 +1,139 @@
+"""Training examples from monocular clips (`video:DIR`) and from several datasets mixed by weight.
+
+A video example: one clip; 4 input frames at different times, chosen for viewpoint spread (farthest-point
+sampling on head rotation among a random subset of the clip's frames, so the choice varies between examples);
+`n_supervision` other frames as targets, each with its OWN camera and ARKit code (`target_codes`, the network
+decodes each target's expression from one identity pass). Losses are computed as for studio data, against the
+target composited with its person mask over a random background (so only the person is learned).
+
+Head-pose cameras are noisy (the landmarker's pose jitters by a pixel or two and the focal is nominal).
+Video examples are flagged `shift_tolerant`: their colour L1 is the minimum over integer shifts of the target
+by up to `SHIFT_RADIUS` pixels (`shift_tolerant_l1`), so a render that is right up to a pixel of misregistration
+is not pushed to blur towards the average of the misaligned frames.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from stages.errors import BadInput
+
+SHIFT_RADIUS = 1  # pixels of camera misregistration the video loss forgives
+CANDIDATES = 24  # frames of a clip among which the inputs are spread
+
+
+def parse_mix(specs: list[str]) -> list[tuple[str, float]]:
+    """`--data` values with optional `@WEIGHT` suffixes -> (spec, weight) pairs (weights default to 1 and are
+    relative). A suffix that is not a positive number is part of the path."""
+    out = []
+    for spec in map(str, specs):
+        head, at, tail = spec.rpartition("@")
+        try:
+            weight = float(tail) if at else None
+        except ValueError:
+            weight = None
+        if weight is None:
+            out.append((spec, 1.0))
+            continue
+        if not 0 < weight < float("inf"):
+            raise BadInput(f"--data {spec!r}: the weight after '@' must be a positive number")
+        out.append((head, weight))
+    return out
+
+
+def shift_tolerant_l1(pred: Tensor, target: Tensor, radius: int = SHIFT_RADIUS) -> Tensor:
+    """Per image (N, C, H, W): the smallest mean |pred - target shifted by (dy, dx)| over integer shifts with
+    |dy|, |dx| <= radius, compared on the interior both shifts see. Returns (N,)."""
+    if radius <= 0:
+        return (pred - target).abs().flatten(1).mean(1)
+    r = radius
+    core = pred[..., r:-r, r:-r]
+    H, W = pred.shape[-2:]
+    errs = [(core - target[..., r + dy:H - r + dy, r + dx:W - r + dx]).abs().flatten(1).mean(1)
+            for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
+    return torch.stack(errs, 1).amin(1)
+
+
+class VideoSource:
+    """Examples from a `video:DIR` dataset; example i of step s is a pure function of (seed, s, rank, i)."""
+
+    def __init__(self, data, size: int, n_inputs: int, n_supervision: int, seed: int, split: str = "train"):
+        from stages.datasets import open_dataset
+        from stages.datasets.video import VideoDataset
+
+        self.dataset = data if isinstance(data, VideoDataset) else open_dataset(data, size)
+        if not isinstance(self.dataset, VideoDataset):
+            raise BadInput("not a video:DIR dataset", getattr(self.dataset, "root", None))
+        self.size, self.seed, self.n_inputs, self.n_supervision = size, seed, n_inputs, n_supervision
+        self.names = self.dataset.subjects(split) or (self.dataset.subjects("all") if split == "train" else [])
+        if not self.names:
+            raise BadInput(f"no usable clips in split '{split}' (see {self.dataset.cache / 'index.json'})",
+                           self.dataset.root)
+
+    def frames(self, name: str, g: torch.Generator) -> tuple[list[int], list[int]]:
+        """(input timesteps, supervision timesteps) for one example of clip `name`."""
+        from stages.datasets.video import farthest_rotations
+
+        ts = self.dataset.timesteps(name)
+        perm = torch.randperm(len(ts), generator=g).tolist()
+        cand = sorted(perm[:CANDIDATES])
+        rots = self.dataset.rotations(name)[cand]
+        first = int(torch.randint(0, len(cand), (1,), generator=g))
+        inputs = [cand[i] for i in farthest_rotations(rots, self.n_inputs, first)]
+        rest = [t for t in ts if t not in inputs] or list(ts)
+        order = torch.randperm(len(rest), generator=g).tolist()
+        targets = [rest[order[i % len(rest)]] for i in range(self.n_supervision)]
+        return inputs, targets
+
+    def _load(self, name: str, t: int) -> tuple[Tensor, Tensor]:
+        rgb, mask = self.dataset.load(name, t, 0)
+        return torch.from_numpy(rgb), torch.from_numpy(mask)
+
+    def example(self, step: int, rank: int, index: int, device: torch.device) -> dict:
+        from stages.cameras import Cameras
+        from stages.train.data import stable_seed
+
+        g = torch.Generator().manual_seed(stable_seed(self.seed, step, rank, index, 16))
+        name = self.names[int(torch.randint(0, len(self.names), (1,), generator=g))]
+        inputs, targets = self.frames(name, g)
+        ins = [self._load(name, t) for t in inputs]
+        tgs = [self._load(name, t) for t in targets]
+        codes = torch.from_numpy(np.stack([self.dataset.codes(name, t) for t in targets]))
+        return {
+            "input_rgb": torch.stack([x[0] for x in ins]).to(device),
+            "input_alpha": torch.stack([x[1] for x in ins]).to(device),
+            "input_cameras": Cameras.cat([self.dataset.cameras(name, t) for t in inputs]).to(device),
+            "input_expr": torch.from_numpy(np.stack([self.dataset.codes(name, t) for t in inputs])).to(device),
+            "target_rgb": torch.stack([x[0] for x in tgs]).to(device),
+            "target_alpha": torch.stack([x[1] for x in tgs]).to(device),
+            "target_cameras": Cameras.cat([self.dataset.cameras(name, t) for t in targets]).to(device),
+            "target_expr": codes[0].to(device), "target_codes": codes.to(device), "shift_tolerant": True,
+        }
+
+
+class MixedSource:
+    """Several sources drawn by weight: example i of step s comes from the source a generator seeded with
+    (seed, s, rank, i) picks, so the mix is deterministic and resumable."""
+
+    def __init__(self, sources: list, weights: list[float], seed: int):
+        if len(sources) != len(weights) or not sources:
+            raise ValueError("one weight per source")
+        w = np.asarray(weights, np.float64)
+        self.sources, self.cum, self.seed = sources, np.cumsum(w / w.sum()), seed
+
+    def pick(self, step: int, rank: int, index: int) -> int:
+        from stages.train.data import stable_seed
+
+        u = torch.rand(1, generator=torch.Generator().manual_seed(stable_seed(self.seed, step, rank, index, 77))).item()
+        return int(min(np.searchsorted(self.cum, u, side="right"), len(self.sources) - 1))
+
+    def example(self, step: int, rank: int, index: int, device: torch.device) -> dict:
+        return self.sources[self.pick(step, rank, index)].example(step, rank, index, device)
+
+
+def is_video(spec: str | Path) -> bool:
+    return str(spec).startswith("video:")

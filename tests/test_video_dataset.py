@@ -1,0 +1,329 @@
+"""`video:DIR` datasets: tracking a corpus of monocular clips into a cache (synthetic heads turning and changing
+expression, rendered here), the training source (inputs spread over head rotation, per-target codes, the
+shift-tolerant loss, weighted mixing), the self-reenactment evaluation, and the shared real clips when present."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+pytest.importorskip("mediapipe", reason="needs avat3r[track] (make setup installs it)")
+
+from avat3r_cli.app import app  # noqa: E402
+from stages.cameras import Cameras  # noqa: E402
+from stages.datasets import open_dataset  # noqa: E402
+from stages.datasets.video_track import TrackSettings, find_clips, frame_picks, track_corpus  # noqa: E402
+from stages.errors import BadInput  # noqa: E402
+from stages.train.video_data import MixedSource, parse_mix, shift_tolerant_l1  # noqa: E402
+
+runner = CliRunner()
+N = 10  # frames of the synthetic clip
+YAW = np.linspace(-24.0, 24.0, N)  # degrees: camera azimuth round the head (toward the subject's left is +)
+JAW = np.array([0.0, 1.0] * (N // 2))  # jaw closed / open
+OPTS = "stride=1&max_frames=10&res=64&min_frames=6"
+SETTINGS = TrackSettings(stride=1, max_frames=10, res=64, min_frames=6)
+REAL_CLIPS = Path(__file__).resolve().parents[1] / ".." / "shared" / "real" / "clips"
+
+
+def _render_turning_head() -> list[np.ndarray]:
+    """A synthetic head whose camera turns from -24 to +24 degrees yaw while the jaw opens and closes."""
+    from stages.cameras import focal_for_extent, look_at, make_cameras, spherical_eye
+    from stages.expressions import arkit_code
+    from stages.synth import render_head, sample_identity
+
+    cams = make_cameras(look_at(spherical_eye(torch.tensor(YAW, dtype=torch.float32), torch.zeros(N), 0.6)),
+                        focal_for_extent(0.36, 0.6, 160), 160)
+    idn = sample_identity(5)
+    frames = []
+    for i in range(N):
+        out = render_head(idn, arkit_code(jawOpen=float(JAW[i])), cams[i], supersample=1, depth=False)
+        rgb, a = out["rgb"][0].numpy(), out["alpha"][0].numpy()[..., None]
+        frames.append(((rgb * a + 0.55 * (1 - a)) * 255 + 0.5).astype(np.uint8))
+    return frames
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """ROOT/turning.mp4, ROOT/people/anna/frames/*.png (the same head, reversed), ROOT/static.mp4 (one frame
+    held), ROOT/blank.mp4 (no face)."""
+    import imageio.v3 as iio
+
+    from stages.track.clip import write_clip
+
+    root = tmp_path_factory.mktemp("corpus")
+    frames = _render_turning_head()
+    write_clip(root / "turning.mp4", np.stack(frames))
+    folder = root / "people" / "anna" / "frames"
+    folder.mkdir(parents=True)
+    for i, f in enumerate(frames[::-1]):
+        iio.imwrite(folder / f"{i:03d}.png", f)
+    write_clip(root / "static.mp4", np.stack([frames[N // 2]] * N))
+    write_clip(root / "blank.mp4", np.full((N, 160, 160, 3), 128, np.uint8))
+    return root
+
+
+@pytest.fixture(scope="module")
+def tracked(corpus: Path) -> dict:
+    return track_corpus(corpus, corpus / "cache", SETTINGS)
+
+
+def test_clips_are_found_in_nested_folders(corpus):
+    names = set(find_clips(corpus, skip=corpus / "cache"))
+    assert names == {"turning.mp4", "people/anna/frames", "static.mp4", "blank.mp4"}
+
+
+def test_frame_picks_stride_then_spread():
+    assert frame_picks(10, 3, 100) == [0, 3, 6, 9]
+    assert frame_picks(10, 3, 100, min_frames=5) == [0, 2, 4, 6, 8]  # a short clip: a smaller stride
+    picks = frame_picks(1000, 1, 5)
+    assert picks[0] == 0 and picks[-1] == 999 and len(picks) == 5
+
+
+def test_verdicts_say_why_clips_are_skipped(tracked):
+    clips = tracked["clips"]
+    assert clips["turning.mp4"]["verdict"] == "usable"
+    assert clips["people/anna/frames"]["verdict"] == "usable"
+    assert clips["static.mp4"]["verdict"] == "too static"
+    assert clips["blank.mp4"]["verdict"] == "no face"
+    assert tracked["summary"] == {"usable": 2, "too static": 1, "no face": 1}
+
+
+def test_tracked_cameras_follow_the_head_turn(corpus, tracked):
+    ds = open_dataset(f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}", 64)
+    tr = ds.track("turning.mp4")
+    pos = tr["c2w"][:, :3, 3]
+    yaw = np.degrees(np.arctan2(pos[:, 0], pos[:, 2]))
+    truth = YAW[tr["frame"]]
+    # the synthetic camera's azimuth comes back (up to a common offset: the head's own yaw in its frame)
+    assert np.abs((yaw - yaw.mean()) - (truth - truth.mean())).max() < 6.0
+    assert tracked["clips"]["turning.mp4"]["spread_deg"] > 35
+    # the jaw code follows the rendered expression (MediaPipe reads synthetic jaws weakly, less so turned away)
+    jaw, truth_jaw = tr["code"][:, 17], JAW[tr["frame"]]
+    assert jaw[truth_jaw > 0.5].mean() > jaw[truth_jaw < 0.5].mean() + 0.05
+
+
+def test_crop_cameras_reproject_the_landmarks(corpus, tracked):
+    """The rigid canonical landmarks, through each stored crop camera, land on the tracked landmarks."""
+    from stages.capture.face_cameras import HEAD_CENTRE_CANONICAL, RIGID_IDS, canonical_mesh
+
+    ds = open_dataset(f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}", 64)
+    pts = torch.from_numpy(canonical_mesh()[list(RIGID_IDS)] - HEAD_CENTRE_CANONICAL).float()
+    for t in ds.timesteps("turning.mp4"):
+        cam = ds.cameras("turning.mp4", t)
+        uv, _ = cam.project(pts[None])
+        err = np.linalg.norm(uv[0].numpy() - ds.landmarks("turning.mp4", t)[list(RIGID_IDS)], axis=1)
+        assert np.median(err) < 0.04 * 64, f"frame {t}: median {np.median(err):.2f} px"
+
+
+def test_dataset_loads_crops_masks_codes(corpus, tracked):
+    ds = open_dataset(f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}", 32)
+    assert ds.all_subjects() == ["people/anna/frames", "turning.mp4"]
+    assert ds.expression_space == ("arkit52", 52)
+    rgb, mask = ds.load("turning.mp4", 0)
+    assert rgb.shape == (32, 32, 3) and mask.shape == (32, 32)
+    # the person mask covers the head in the middle and not the corners (grey background)
+    assert mask[12:20, 12:20].mean() > 0.9 and mask[:3, :3].mean() < 0.2
+    assert len(ds.cameras("turning.mp4", 0)) == 1 and ds.cameras("turning.mp4", 0).width == 32
+
+
+def test_cache_is_reused_and_keyed_by_settings(corpus, tracked):
+    folder = corpus / "cache" / tracked["clips"]["turning.mp4"]["folder"]
+    stamp = (folder / "meta.json").stat().st_mtime_ns
+    dead = corpus / "cache" / "x.tmp-999999999"  # a half-written clip of a killed run
+    dead.mkdir()
+    again = track_corpus(corpus, corpus / "cache", SETTINGS)
+    assert (folder / "meta.json").stat().st_mtime_ns == stamp  # not tracked again
+    assert not dead.exists()
+    assert again["clips"] == tracked["clips"]
+    other = TrackSettings(stride=2, max_frames=10, res=64, min_frames=3)
+    from stages.datasets.video_track import clip_key
+
+    assert clip_key(corpus / "turning.mp4", other) != clip_key(corpus / "turning.mp4", SETTINGS)
+
+
+def test_a_shrunk_cache_reads_alone(corpus, tracked, tmp_path):
+    """A cache copied without its clips (to a GPU machine), at a smaller resolution, gives the same views."""
+    from stages.datasets.video_track import shrink_cache
+
+    shrink_cache(corpus / "cache", tmp_path / "small", 32)
+    small = open_dataset(f"video:{tmp_path / 'small'}", 32)
+    full = open_dataset(f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}", 32)
+    assert small.all_subjects() == full.all_subjects() and small.settings.res == 32
+    for t in (0, 5):
+        a, b = small.load("turning.mp4", t), full.load("turning.mp4", t)
+        assert np.abs(a[0] - b[0]).mean() < 0.03 and np.abs(a[1] - b[1]).mean() < 0.03
+        assert torch.allclose(small.cameras("turning.mp4", t).fx, full.cameras("turning.mp4", t).fx)
+        assert np.allclose(small.landmarks("turning.mp4", t), full.landmarks("turning.mp4", t), atol=1e-4)
+    with pytest.raises(BadInput, match="exists"):
+        shrink_cache(corpus / "cache", tmp_path / "small", 32)
+
+
+def test_reenactment_inputs_early_targets_later(corpus, tracked):
+    ds = open_dataset(f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}&source_part=0.5", 32)
+    ins, outs = ds.reenactment("turning.mp4", 4, 8)
+    n = len(ds.timesteps("turning.mp4"))
+    assert len(ins) == 4 and max(ins) < round(n * 0.5) <= min(outs)
+    assert ds.reenactment("turning.mp4", 4, 8) == (ins, outs)  # deterministic
+    # the most frontal frame of the first half (yaw -24..24 over the clip: the last of the first half) and the
+    # frame farthest from it (the first)
+    assert ins[0] == 0 and round(n * 0.5) - 1 in ins
+
+
+def test_bad_options_are_refused(corpus):
+    with pytest.raises(BadInput, match="source_part"):
+        open_dataset(f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}&source_part=2", 32)
+    with pytest.raises(BadInput, match="unknown video loader option"):
+        open_dataset(f"video:{corpus}?colour=1", 32)
+    with pytest.raises(BadInput, match="not found"):
+        open_dataset(f"video:{corpus / 'nope'}", 32)
+
+
+def test_parse_mix_weights():
+    assert parse_mix(["video:/a@0.3", "synth"]) == [("video:/a", 0.3), ("synth", 1.0)]
+    assert parse_mix(["/data/me@home"]) == [("/data/me@home", 1.0)]  # not a number: part of the path
+    with pytest.raises(BadInput, match="positive"):
+        parse_mix(["video:/a@0"])
+
+
+def test_shift_tolerant_l1_forgives_one_pixel_only():
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(1, 3, 24, 24, generator=g)
+    shifted = torch.roll(img, shifts=(1, -1), dims=(2, 3))
+    assert shift_tolerant_l1(shifted, img).item() < 1e-6
+    assert (shifted - img).abs().mean().item() > 0.2
+    far = torch.roll(img, shifts=(3, 0), dims=(2, 3))
+    assert shift_tolerant_l1(far, img).item() > 0.2
+
+
+def test_mixed_source_is_deterministic_and_weighted():
+    class Fixed:
+        def __init__(self, k: int):
+            self.k = k
+
+        def example(self, step, rank, index, device):
+            return {"k": self.k}
+
+    mix = MixedSource([Fixed(0), Fixed(1)], [0.25, 0.75], seed=3)
+    picks = [mix.example(s, 0, 0, torch.device("cpu"))["k"] for s in range(800)]
+    assert picks == [mix.example(s, 0, 0, torch.device("cpu"))["k"] for s in range(800)]
+    assert 0.68 < np.mean(picks) < 0.82
+
+
+def test_network_decodes_one_code_per_target():
+    """codes (B, T, E) give, for avatar b and target t, exactly the maps of a (B, E) call with code t."""
+    from stages.model import Avat3rNet, preset
+
+    torch.manual_seed(0)
+    net = Avat3rNet(preset("tiny")).eval()
+    for p in net.parameters():  # zero-initialised layers (head, cross-attention outputs) would hide the code
+        if p.abs().max() == 0:
+            torch.nn.init.normal_(p, std=0.05)
+    with torch.no_grad():
+        net.expr.norm.weight.fill_(30.0)  # loud expression tokens: the code's effect stands far above rounding
+    B, V, S = 1, 2, net.cfg.image_size
+    from stages.cameras import focal_for_extent, look_at, make_cameras, spherical_eye
+
+    cams = make_cameras(look_at(spherical_eye(torch.tensor([-20.0, 20.0]), torch.zeros(2), 1.0)),
+                        focal_for_extent(0.34, 1.0, S), S)
+    images, masks = torch.rand(B, V, S, S, 3), torch.ones(B, V, S, S)
+    pos, conf = torch.rand(B, V, S, S, 3) * 0.1, torch.ones(B, V, S, S)
+    codes = torch.rand(B, 3, 52)
+    with torch.no_grad():
+        both = net(images, pos, conf, masks, cams, codes)
+        ones = [net(images, pos, conf, masks, cams, codes[:, t]) for t in range(3)]
+    for t in range(3):
+        for k in ("colors", "opacity_logits"):
+            own = (getattr(both, k)[t] - getattr(ones[t], k)[0]).abs().max()
+            other = (getattr(both, k)[t] - getattr(ones[(t + 1) % 3], k)[0]).abs().max()
+            assert own <= 0.05 * other, f"{k} of target {t}: {own} vs {other}"  # its own code, not another's
+
+
+def test_video_source_example(corpus, tracked):
+    from stages.train.video_data import VideoSource
+
+    src = VideoSource(f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}", 32, 4, 3, seed=1)
+    ex = src.example(0, 0, 0, torch.device("cpu"))
+    assert ex["input_rgb"].shape == (4, 32, 32, 3) and ex["target_codes"].shape == (3, 52)
+    assert len(ex["input_cameras"]) == 4 and len(ex["target_cameras"]) == 3 and ex["shift_tolerant"]
+    again = src.example(0, 0, 0, torch.device("cpu"))
+    assert torch.equal(ex["target_codes"], again["target_codes"])
+    # the inputs are spread in head rotation: more than half the clip's spread apart
+    dirs = ex["input_cameras"].forward_dirs()
+    spread = math.degrees(math.acos(float((dirs @ dirs.T).min().clamp(-1, 1))))
+    assert spread > 20
+
+
+def test_cli_train_and_evaluate_on_video(corpus, tracked, tmp_path):
+    spec = f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}"
+    run = tmp_path / "run"
+    r = runner.invoke(app, ["train", "--data", spec, "--data", f"{spec}@0.5", "--preset", "tiny", "--steps", "1",
+                            "--batch-size", "1", "--workers", "1", "--log-every", "1", "--val-every", "1",
+                            "--out", str(run), "--quiet"])
+    assert r.exit_code == 0, r.output
+    log = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert math.isfinite(log[-1]["loss"]) and (run / "model.safetensors").is_file()
+    cfg = json.loads((run / "train_config.json").read_text())
+    assert cfg["data"] == [spec, f"{spec}@0.5"]
+    rep = tmp_path / "rep"
+    r = runner.invoke(app, ["evaluate", "--checkpoint", str(run), "--data", spec, "--split", "all",
+                            "--targets", "3", "--no-lpips", "--no-akd", "--no-csim", "--out", str(rep), "--quiet"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((rep / "metrics.json").read_text())
+    assert m["protocol"]["kind"] == "self-reenactment" and len(m["subjects"]) == 2
+    assert {"psnr", "face_psnr", "ssim"} <= set(m["mean"]["avat3r"])
+    for row in m["subjects"]:
+        first_target = min(int(x.rsplit(" ", 1)[1]) for x in row["target_views"])
+        assert row["targets"] == 3 and all(int(x.rsplit(" ", 1)[1]) < first_target for x in row["inputs"])
+    assert (rep / "grid.png").is_file() and (rep / "metrics.md").is_file()
+
+
+def test_cli_prepare_a_clip_gives_its_reenactment_inputs(corpus, tracked, tmp_path):
+    from stages.capture import read_capture
+
+    spec = f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}"
+    r = runner.invoke(app, ["prepare", spec, "--subject", "turning.mp4", "--res", "64", "--out", str(tmp_path / "cap"),
+                            "--quiet"])
+    assert r.exit_code == 0, r.output
+    cap = read_capture(tmp_path / "cap")
+    ds = open_dataset(spec, 64)
+    ins, _ = ds.reenactment("turning.mp4", 4, 1)
+    assert len(cap) == 4 and cap.expressions.shape == (4, 52)
+    assert np.allclose(cap.expressions.numpy(), np.stack([ds.codes("turning.mp4", t) for t in ins]), atol=1e-6)
+    assert torch.allclose(cap.cameras.c2w.float(), Cameras.cat([ds.cameras("turning.mp4", t) for t in ins]).c2w,
+                          atol=1e-5)
+    r = runner.invoke(app, ["prepare", spec, "--subject", "turning.mp4", "--frame", "3", "--out",
+                            str(tmp_path / "cap2"), "--quiet"])
+    assert r.exit_code == 2 and "do not apply" in r.output
+
+
+def test_cli_train_refuses_a_corpus_without_clips(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = runner.invoke(app, ["train", "--data", f"video:{tmp_path / 'empty'}", "--out", str(tmp_path / "r"),
+                            "--steps", "1", "--quiet"])
+    assert r.exit_code == 2 and "no clips" in r.output
+
+
+@pytest.mark.skipif(not REAL_CLIPS.is_dir(), reason="the shared real clips (../shared/real/clips) are not here")
+def test_a_real_clip_tracks_with_masks(tmp_path):
+    clip = REAL_CLIPS / "spectre__samples_MEAD_M003_level_1_disgusted_015.mp4"
+    if not clip.is_file():
+        pytest.skip(f"{clip.name} is not among the shared clips")
+    root = tmp_path / "real"
+    root.mkdir()
+    os.symlink(clip, root / clip.name)
+    index = track_corpus(root, tmp_path / "cache", TrackSettings(stride=10, max_frames=12, res=128))
+    entry = index["clips"][clip.name]
+    assert entry["verdict"] == "usable" and entry["masks"] and entry["frames"] >= 10
+    assert entry["residual_px"] < 10
+    ds = open_dataset(f"video:{root}?cache={tmp_path / 'cache'}&stride=10&max_frames=12&res=128", 128)
+    rgb, mask = ds.load(clip.name, 0)
+    assert 0.15 < mask.mean() < 0.8  # a person, not the whole crop
+    shutil.rmtree(tmp_path / "cache")  # research-only footage: leave no crops behind
