@@ -51,11 +51,14 @@ def fidelity(case: Path, device: str = "cpu") -> list[float]:
     return out
 
 
-def build_raw(src_root: Path, work: Path) -> list[Path]:
+def build_raw(src_root: Path, work: Path, extra: list[str] | None = None, only: list[str] | None = None
+              ) -> list[Path]:
     """Bare photo folders from the cases' input frames, pushed through prepare (no flags), priors, reconstruct."""
     cases = []
     cli = [sys.executable, "-m", "avat3r_cli.app"]
     for case in sorted(src_root.glob("case_*")):
+        if only and case.name not in only:
+            continue
         dst = work / case.name
         photos = dst / "photos"
         if photos.exists():
@@ -63,7 +66,8 @@ def build_raw(src_root: Path, work: Path) -> list[Path]:
         photos.mkdir(parents=True)
         for p in sorted((case / "src" / "images").iterdir()):
             shutil.copy(p, photos / p.name)
-        for args in (["prepare", str(photos), "--out", str(dst / "capture")], ["priors", str(dst / "capture")],
+        for args in (["prepare", str(photos), "--out", str(dst / "capture"), *(extra or [])],
+                     ["priors", str(dst / "capture")],
                      ["reconstruct", str(dst / "capture"), "--out", str(dst / "avatar.safetensors")]):
             r = subprocess.run([*cli, *args, "--quiet"], capture_output=True, text=True)
             if r.returncode != 0:
@@ -80,9 +84,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--raw", type=Path, help="cases root: build bare-photo captures first (see above)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/avat3r_fidelity"))
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--prepare-args", default="", help="with --raw: more `prepare` options, e.g. '--scale auto'")
+    ap.add_argument("--only", nargs="*", help="with --raw: these case names only")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
-    cases = list(args.cases) + (build_raw(args.raw, args.out) if args.raw else [])
+    cases = list(args.cases) + (build_raw(args.raw, args.out, args.prepare_args.split(), args.only)
+                                 if args.raw else [])
     means = []
     for case in cases:
         vals = fidelity(case, args.device)

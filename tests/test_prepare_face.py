@@ -216,3 +216,19 @@ def test_auto_scale_keeps_the_head_framing(phone_capture: Path, tmp_path: Path) 
     # --head-radius is in metres on this path, so both crops frame the same head the same way.
     assert np.allclose(auto.cameras.fx.numpy(), metric.cameras.fx.numpy(), rtol=1e-3)
     assert np.abs(auto.masks.numpy() - metric.masks.numpy()).mean() < 0.01
+
+
+def test_render_driving_writes_one_png_per_frame_at_the_video_size(tmp_path: Path) -> None:
+    import imageio.v3 as iio
+
+    _phone_clip(tmp_path / "clip.mp4", [0, 3])
+    out = tmp_path / "frames"
+    res = runner.invoke(app, ["render", str(ROOT / "examples" / "avatar.safetensors"), "--driving",
+                              str(tmp_path / "clip.mp4"), "--out", str(out), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    names = sorted(p.name for p in out.glob("*.png"))
+    assert names == ["00000.png", "00001.png"]
+    assert iio.imread(out / "00000.png").shape == (512, 384, 4)
+    both = runner.invoke(app, ["render", str(ROOT / "examples" / "avatar.safetensors"), "--driving",
+                               str(tmp_path / "clip.mp4"), "--cameras", str(tmp_path / "x.json"), "--out", str(out)])
+    assert both.exit_code == 2 and "exactly one of --cameras" in both.output

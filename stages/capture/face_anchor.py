@@ -72,9 +72,7 @@ def face_anchor(views: list[SourceView]) -> HeadAnchor | None:
 
         with open_landmarker() as lm:
             poses = [(_view_pose(v, lm), v) for v in views]
-    except (ImportError, Exception) as exc:  # noqa: BLE001 (a missing or broken tracker means: no anchor)
-        if exc.__class__.__name__ == "KeyboardInterrupt":
-            raise
+    except Exception:  # noqa: BLE001 (a missing or broken tracker, or an unreadable photo: no anchor, as before)
         return None
     found = [(p, v) for p, v in poses if p is not None]
     if not found or 2 * len(found) < len(views):  # a face in a minority of photos is no head capture
