@@ -12,7 +12,7 @@ from typing import Annotated, Any, get_type_hints
 
 import typer
 
-from avat3r_cli.common import DeviceOpt, QuietOpt, Reporter, SeedOpt, command, resolve_device
+from avat3r_cli.common import DeviceOpt, QuietOpt, Reporter, SeedOpt, command, output_folder, resolve_device
 from stages.errors import BadInput
 
 
@@ -51,6 +51,9 @@ def _train(out: Path, data: list[str] | None, set_: list[str] | None, init: Path
     from stages.train.video_data import parse_mix
 
     prior = options["prior"]
+    if options["steps"] < 1:
+        raise BadInput(f"--steps must be at least 1, got {options['steps']}")
+    output_folder(ship, "--ship")  # a folder the user owns is refused before training, not after it
     overrides = parse_overrides(set_ or [])
     mix = parse_mix(data or ["synth"])
     for spec, _ in mix:

@@ -94,3 +94,21 @@ def test_checkpoints_from_before_the_switch_keep_their_token_inputs():
         a = model.encode_identity(imgs, pos, conf, masks, cams).tokens
         b = model.encode_identity(imgs, moved, conf, masks, cams).tokens
     assert torch.equal(a, b)
+
+
+def test_train_refuses_zero_steps_and_a_foreign_ship_folder_before_training(tmp_path):
+    from typer.testing import CliRunner
+
+    from avat3r_cli.app import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "--out", str(tmp_path / "run"), "--preset", "tiny", "--steps", "0"])
+    assert res.exit_code == 2 and "--steps must be at least 1" in res.output
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("x")
+    res = runner.invoke(app, ["train", "--out", str(tmp_path / "run"), "--preset", "tiny", "--steps", "1",
+                              "--ship", str(mine)])
+    assert res.exit_code == 2, res.output
+    assert not (tmp_path / "run").exists()
+    assert (mine / "thesis.txt").read_text() == "x"
