@@ -16,9 +16,9 @@ from stages.cameras import look_at, make_cameras, spherical_eye
 from stages.capture import write_capture
 from stages.priors import priors_settings_key
 from stages.priors.builtin import builtin_priors
-from stages.priors.canonical_face import parse_canonical_mesh
 from stages.priors.raster import rasterize_depth
 from stages.priors.testscene import scene_capture
+from stages.track.canonical_face import parse_canonical_mesh
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 

@@ -19,7 +19,6 @@ so "metres" are the average head's; the world is as metric as the face is averag
 from __future__ import annotations
 
 import math
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -79,57 +78,15 @@ class FaceCameras:
         return np.stack([yaw, pitch], 1)
 
 
-def _fields(buf: bytes) -> list[tuple[int, int, bytes | int]]:
-    """Decode one protobuf message level into (field, wire type, value) (enough for the mesh metadata)."""
-    out, i = [], 0
-
-    def varint(i: int) -> tuple[int, int]:
-        r = s = 0
-        while True:
-            c = buf[i]
-            i += 1
-            r |= (c & 0x7F) << s
-            s += 7
-            if c < 0x80:
-                return r, i
-
-    while i < len(buf):
-        key, i = varint(i)
-        num, wire = key >> 3, key & 7
-        if wire == 0:
-            val, i = varint(i)
-        elif wire == 2:
-            n, i = varint(i)
-            val, i = buf[i:i + n], i + n
-        elif wire == 5:
-            val, i = buf[i:i + 4], i + 4
-        elif wire == 1:
-            val, i = buf[i:i + 8], i + 8
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-        out.append((num, wire, val))
-    return out
-
-
 @lru_cache(maxsize=1)
 def canonical_mesh(model: str | None = None) -> np.ndarray:
     """MediaPipe's canonical face mesh vertices (468, 3) in metres (+x subject's left, +y up, +z out of the
-    face), read from `face_landmarker.task` (GeometryPipelineMetadata.canonical_mesh.vertex_buffer: x, y, z,
-    u, v per vertex, centimetres). Parsed by hand so no protobuf classes are needed."""
+    face), from `face_landmarker.task` (stages.track.canonical_face reads it)."""
+    from stages.track.canonical_face import load_canonical_face
     from stages.track.landmarker import landmarker_model_path
 
     path = landmarker_model_path(Path(model) if model else None)
-    with zipfile.ZipFile(path) as zf:
-        data = zf.read("geometry_pipeline_metadata_landmarks.binarypb")
-    mesh = next(v for f, w, v in _fields(data) if f == 1 and w == 2)
-    floats = []
-    for f, w, v in _fields(mesh):  # type: ignore[arg-type]
-        if f == 3:
-            floats.append(np.frombuffer(v, "<f4") if w == 2 else np.frombuffer(v, "<f4")[:1])
-    verts = np.concatenate(floats).reshape(-1, 5)[:, :3].astype(np.float64) / 100.0
-    if verts.shape[0] != 468:
-        raise BadInput(f"unexpected canonical face mesh with {verts.shape[0]} vertices", path)
-    return verts
+    return load_canonical_face(path).vertices.astype(np.float64) / 100.0
 
 
 def focal_from_vfov(vfov_deg: float, height: float) -> float:

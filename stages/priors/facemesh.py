@@ -20,8 +20,8 @@ from torch import Tensor
 
 from stages.cameras import Cameras
 from stages.priors.align import umeyama
-from stages.priors.canonical_face import MESH_VERTICES, CanonicalFace, load_canonical_face
 from stages.priors.geometry import ray_dirs, to_camera
+from stages.track.canonical_face import MESH_VERTICES, CanonicalFace, load_canonical_face
 
 
 @dataclass
