@@ -132,6 +132,23 @@ def _as_os_error(exc: Exception, target: Path) -> Exception:
 
 
 @contextlib.contextmanager
+def _errors_name(target: Path, temporary: Path | None = None) -> Iterator[None]:
+    """Errors from writing an output name the output the user asked for: an OSError that names no file (a full
+    disk's write()) or our temporary name gets `target`; a Rust/C writer's "(os error N)" becomes that OSError."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None or (temporary is not None and str(exc.filename) == str(temporary)):
+            exc.filename = str(target)
+        raise
+    except Exception as exc:
+        converted = _as_os_error(exc, target)
+        if converted is exc:
+            raise
+        raise converted from exc
+
+
+@contextlib.contextmanager
 def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds."""
     target = Path(target)
@@ -145,19 +162,11 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        if tmp_path.is_file():
-            _honour_umask(tmp_path, False)
-        os.replace(tmp_path, target)
-    except OSError as exc:
-        if exc.filename is None or str(exc.filename) == str(tmp_path):  # a full disk's write() names no file
-            exc.filename = str(target)
-        raise
-    except Exception as exc:
-        converted = _as_os_error(exc, target)
-        if converted is exc:
-            raise
-        raise converted from exc
+        with _errors_name(target, tmp_path):
+            yield tmp_path
+            if tmp_path.is_file():
+                _honour_umask(tmp_path, False)
+            os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -179,17 +188,8 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
         exc.filename = str(target)
         raise
     try:
-        try:
+        with _errors_name(target):
             yield tmp
-        except OSError as exc:
-            if exc.filename is None:
-                exc.filename = str(target)
-            raise
-        except Exception as exc:
-            converted = _as_os_error(exc, target)
-            if converted is exc:
-                raise
-            raise converted from exc
         _write_manifest(tmp, {p.name for p in tmp.iterdir()})
         _honour_umask(tmp, True)
         if target.exists() and not _owned(target):  # only reached with --force (checked on entry)
