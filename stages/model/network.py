@@ -226,14 +226,14 @@ class Avat3rNet(nn.Module):
         if (feat is None) != (self.feat_proj is None):  # a projection trained on nothing would be noise
             raise ValueError(f"the model takes {self.cfg.feat_dim} semantic feature channels but was given "
                              f"{'none' if feat is None else feat.shape[-1]}")
+        if feat is not None and feat.shape[-1] != self.cfg.feat_dim:
+            raise ValueError(f"the model takes {self.cfg.feat_dim} semantic feature channels, got {feat.shape[-1]}")
         state, x = self.skip_inputs(images, pos, conf, masks, cameras)
         B, V = images.shape[:2]
         tok = self.tokenizer(x)  # (B*V, D, h, w)
         h, w = tok.shape[-2:]
         tok = tok.flatten(2).transpose(1, 2) + self.pos_embed  # (B*V, h*w, D)
-        if feat is not None and self.feat_proj is not None:
-            if feat.shape[-1] != self.cfg.feat_dim:
-                raise ValueError(f"the model takes {self.cfg.feat_dim} semantic feature channels, got {feat.shape[-1]}")
+        if feat is not None:  # checked above: the model has a projection for exactly these channels
             f = feat.reshape(B * V, *feat.shape[2:]).permute(0, 3, 1, 2).float()
             ys = (torch.arange(h, device=f.device) + 0.5) / h * 2 - 1
             xs = (torch.arange(w, device=f.device) + 0.5) / w * 2 - 1
