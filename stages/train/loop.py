@@ -26,6 +26,7 @@ from stages.train.config import TrainConfig, check_resumable, model_config
 from stages.train.data import Batch, DiskSource, SynthPool, SynthSource, collate
 from stages.train.recipe import Recipe, parse_recipe
 from stages.train.state import LEGACY_STATE_FILE, STATE_FILE, TrainState, load_legacy_state, load_state, save_state
+from stages.train.video_data import parse_mix
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -100,10 +101,11 @@ def loss_terms(pred_rgb: Tensor, pred_alpha: Tensor, batch: Batch, backgrounds: 
     return loss, logs
 
 
-def make_source(cfg: TrainConfig, size: int, recipe: Recipe | None = None) -> tuple[object, bool]:
-    """The example source of `cfg.data` (one spec, or a list of specs with optional @WEIGHT: a weighted mix)
-    and whether it reads only from disk (then DataLoader workers can build examples ahead)."""
-    from stages.train.video_data import MixedSource, VideoSource, is_video, parse_mix
+def make_source(cfg: TrainConfig, size: int, mix: list[tuple[str, float]], recipe: Recipe | None = None
+                ) -> tuple[object, bool]:
+    """The example source of `mix` (`cfg.data` parsed: one spec, or several with weights: a weighted mix) and
+    whether it reads only from disk (then DataLoader workers can build examples ahead)."""
+    from stages.train.video_data import MixedSource, VideoSource, is_video
 
     def one(spec: str):
         if spec != "synth" and is_video(spec):
@@ -117,7 +119,6 @@ def make_source(cfg: TrainConfig, size: int, recipe: Recipe | None = None) -> tu
                              cfg.pool_configs, recipe, cfg.recipe_share)
         return SynthSource(size, cfg.n_inputs, cfg.n_supervision, cfg.n_cameras, cfg.seed, cfg.consistent_inputs)
 
-    mix = parse_mix(cfg.data if isinstance(cfg.data, list) else [cfg.data])
     on_disk = all(spec != "synth" for spec, _ in mix)
     if len(mix) == 1:
         return one(mix[0][0]), on_disk
@@ -161,8 +162,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
         raise BadInput("feat_dim > 0 needs semantic features, which no training source provides yet; train with "
                        "feat_dim=0", cfg.out)
     recipe = parse_recipe(cfg.recipe)
-    specs = cfg.data if isinstance(cfg.data, list) else [cfg.data]
-    if recipe.any and (not any(str(d).split("@")[0] == "synth" for d in specs) or cfg.source != "pool"):
+    mix = parse_mix(cfg.data if isinstance(cfg.data, list) else [cfg.data])
+    if recipe.any and (all(spec != "synth" for spec, _ in mix) or cfg.source != "pool"):
         raise BadInput(f"--recipe {cfg.recipe}: the training-data recipes widen the synthetic pool only "
                        "(--data synth)")
     if not 0.0 <= cfg.recipe_share <= 1.0:
@@ -197,7 +198,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
     if rank == 0:
         (out / "train_config.json").write_text(cfg.to_json())
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index]) if distributed else model
-    source, on_disk = make_source(cfg, model_cfg.image_size, recipe)
+    source, on_disk = make_source(cfg, model_cfg.image_size, mix, recipe)
     lpips_net = None
     if cfg.lpips_after >= 0:
         from stages.metrics import LPIPS
