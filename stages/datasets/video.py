@@ -23,7 +23,7 @@ import torch
 
 from stages.cameras import Cameras
 from stages.datasets.base import HeadDataset
-from stages.datasets.video_track import CACHE_NAME, TrackSettings, summary_line, track_corpus
+from stages.datasets.video_track import CACHE_NAME, TrackSettings, bar_progress, summary_line, track_corpus
 from stages.errors import BadInput
 
 SHARPNESS_FLOOR = 0.5  # evaluation skips frames below this share of the clip's median sharpness (motion blur)
@@ -80,7 +80,8 @@ class VideoDataset(HeadDataset):
         index = json.loads(index_path.read_text()) if index_path.is_file() else None
         if index is None or index.get("settings") != json.loads(self.settings.key()) or self._stale(index):
             log = log or _stderr
-            index = track_corpus(self.root, self.cache, self.settings, max(1, workers), progress or _bar, log=log)
+            index = track_corpus(self.root, self.cache, self.settings, max(1, workers), progress or bar_progress,
+                                 log=log)
             log(summary_line(index))
         self.index = index
         self._names = sorted(n for n, e in index["clips"].items() if e.get("verdict") == "usable")
@@ -186,15 +187,6 @@ def _stderr(message: str) -> None:
     import sys
 
     print(message, file=sys.stderr, flush=True)
-
-
-def _bar(items, desc: str, total: int):  # noqa: ANN001, ANN202 - an iterable in, the same iterable out
-    """A progress bar on stderr while a corpus is tracked (tracking takes seconds per clip)."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return items
-    return tqdm(items, desc=desc, total=total, file=__import__("sys").stderr)
 
 
 def farthest_rotations(rotations: np.ndarray, k: int, first: int = 0) -> list[int]:

@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -331,6 +332,15 @@ def _no_progress(items: Iterable, desc: str, total: int) -> Iterable:
     return items
 
 
+def bar_progress(items: Iterable, desc: str, total: int) -> Iterable:
+    """A progress bar on stderr while a corpus is tracked (seconds per clip); plain iteration without tqdm."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, desc=desc, total=total, file=sys.stderr)
+
+
 def track_corpus(root: Path, cache: Path | None = None, settings: TrackSettings | None = None, workers: int = 1,
                  progress: Progress = _no_progress, log: Callable[[str], None] | None = None) -> dict:
     """Track every clip under root that the cache lacks (in `workers` processes) and write CACHE/index.json:
@@ -449,14 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     settings = TrackSettings(**{f: getattr(a, f) for f in asdict(TrackSettings()) if f != "version"})
     try:
-        from tqdm import tqdm
-
-        def progress(items: Iterable, desc: str, total: int) -> Iterable:
-            return tqdm(items, desc=desc, total=total)
-    except ImportError:
-        progress = _no_progress
-    try:
-        index = track_corpus(a.root, a.cache, settings, a.workers, progress, log=print)
+        index = track_corpus(a.root, a.cache, settings, a.workers, bar_progress, log=print)
     except BadInput as exc:
         print(f"error: {exc}")
         return 2
