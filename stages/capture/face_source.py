@@ -13,7 +13,6 @@ from the most frontal. Warnings say when the views turn too little for 3D, and w
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from stages.capture.face_cameras import FaceCameras, solve_face_cameras
 from stages.capture.sources import Source, SourceView
 from stages.errors import BadInput
 from stages.expressions import ARKIT_INDEX
+from stages.track.frames import natural_key
 
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".heic", ".heif", ".webp", ".bmp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -65,16 +65,12 @@ def is_uncalibrated(src: Path) -> bool:
     return bool(_images_in(src))
 
 
-def _natural(path: Path) -> list[object]:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
-
-
 def _images_in(folder: Path) -> list[Path]:
     """Images directly in `folder`, else in `folder/images` (natural sort order)."""
     for cand in (folder, folder / "images"):
         if cand.is_dir():
             found = sorted((p for p in cand.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES),
-                           key=_natural)
+                           key=natural_key)
             if found:
                 return found
     return []

@@ -18,7 +18,7 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".gif", ".mpg
 IMAGE_FPS = 25.0  # frame rate assumed for image folders unless --fps says otherwise
 
 
-def _natural_key(path: Path) -> list[object]:
+def natural_key(path: Path) -> list[object]:
     """Sort frame_2 before frame_10."""
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
@@ -122,7 +122,7 @@ def open_frames(path: str | Path, fps: float | None = None) -> FrameSource:
         raise BadInput("input video or images not found", path)
     if path.is_dir():
         images = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-                        key=_natural_key)
+                        key=natural_key)
         if not images:
             raise BadInput(f"folder holds no images ({', '.join(IMAGE_SUFFIXES)})", path)
         rate = fps or IMAGE_FPS
