@@ -164,6 +164,15 @@ def test_a_shrunk_cache_reads_alone(corpus, tracked, tmp_path):
         assert np.allclose(small.landmarks("turning.mp4", t), full.landmarks("turning.mp4", t), atol=1e-4)
     with pytest.raises(BadInput, match="exists"):
         shrink_cache(corpus / "cache", tmp_path / "small", 32)
+    shrink_cache(corpus / "cache", tmp_path / "q40", 32, quality=40)  # smaller to carry, same views
+    q40 = open_dataset(f"video:{tmp_path / 'q40'}", 32)
+    assert q40.settings.jpeg_quality == 40
+    crops = [sum(f.stat().st_size for f in (d / sub).glob("*/crops/*.jpg")) for d, sub in
+             ((tmp_path, "small"), (tmp_path, "q40"))]
+    assert crops[1] < 0.8 * crops[0]
+    assert np.abs(q40.load("turning.mp4", 5)[0] - small.load("turning.mp4", 5)[0]).mean() < 0.03
+    with pytest.raises(BadInput, match="quality"):
+        shrink_cache(corpus / "cache", tmp_path / "q0", 32, quality=0)
 
 
 def test_reenactment_inputs_early_targets_later(corpus, tracked):
@@ -246,6 +255,45 @@ def test_network_decodes_one_code_per_target():
             assert own <= 0.05 * other, f"{k} of target {t}: {own} vs {other}"  # its own code, not another's
 
 
+def test_mixed_batch_decodes_shared_codes_once_and_renders_as_per_target_decoding():
+    """render_batch decodes an avatar whose targets share a code once and a video avatar once per target, and
+    the images equal those of decoding every (avatar, target) pair."""
+    from stages.cameras import focal_for_extent, look_at, make_cameras, spherical_eye
+    from stages.model import Avat3rNet, preset
+    from stages.train.data import Batch
+    from stages.train.loop import decode_plan, render_batch
+
+    torch.manual_seed(0)
+    net = Avat3rNet(preset("tiny")).eval()
+    for p in net.parameters():
+        if p.abs().max() == 0:
+            torch.nn.init.normal_(p, std=0.05)
+    B, V, T, S = 2, 2, 3, net.cfg.image_size
+    cams = make_cameras(look_at(spherical_eye(torch.tensor([-20.0, 20.0, 0.0, 10.0, -10.0]), torch.zeros(5), 1.0)),
+                        focal_for_extent(0.34, 1.0, S), S)
+    codes = torch.rand(B, T, 52)
+    codes[1] = codes[1, :1]  # avatar 1: one code for all its targets (synthetic studio data)
+    batch = Batch(images=torch.rand(B, V, S, S, 3), masks=torch.ones(B, V, S, S),
+                  cameras=Cameras.cat([cams[:V], cams[:V]]), pos=torch.rand(B, V, S, S, 3) * 0.1,
+                  conf=torch.ones(B, V, S, S), codes=codes[:, 0], target_rgb=torch.rand(B, T, S, S, 3),
+                  target_alpha=torch.ones(B, T, S, S), target_cameras=Cameras.cat([cams[2:], cams[2:]]),
+                  target_expr_mask=None, target_codes=codes, shift_tolerant=None)
+    picks, entry = decode_plan(codes)
+    assert picks == [(0, 0), (0, 1), (0, 2), (1, 0)] and entry == [[0, 1, 2], [3, 3, 3]]
+    bg = torch.rand(B, 3)
+    with torch.no_grad():
+        rgb, alpha = render_batch(net, batch, bg)
+        full = net(batch.images, batch.pos, batch.conf, batch.masks, batch.cameras, codes)  # B*T avatars
+    from stages.render import render
+
+    for b in range(B):
+        for t in range(T):
+            ref = render(full.gaussians(b * T + t), batch.target_cameras[b * T + t], background=bg[b])
+            assert torch.allclose(rgb[b, t], ref.rgb[0], atol=1e-4), (b, t)
+            assert torch.allclose(alpha[b, t], ref.alpha[0, ..., 0], atol=1e-4), (b, t)
+    assert not torch.allclose(rgb[0, 0], rgb[0, 1], atol=1e-3)  # the video avatar's codes do act
+
+
 def test_video_source_example(corpus, tracked):
     from stages.train.video_data import VideoSource
 
@@ -259,6 +307,29 @@ def test_video_source_example(corpus, tracked):
     dirs = ex["input_cameras"].forward_dirs()
     spread = math.degrees(math.acos(float((dirs @ dirs.T).min().clamp(-1, 1))))
     assert spread > 20
+
+
+def test_video_configs_fix_the_inputs_and_memoise_their_prior(corpus, tracked, monkeypatch):
+    import stages.train.data as data
+    from stages.train.video_data import VideoSource
+
+    src = VideoSource(f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}", 32, 4, 3, seed=1, configs=2)
+    exs = [src.example(s, 0, i, torch.device("cpu")) for s in range(6) for i in range(2)]
+    keys = {ex["prior_key"] for ex in exs}
+    assert 2 <= len(keys) <= 2 * len(src.names)
+    by_key: dict = {}
+    for ex in exs:  # one input set per key, whatever the step
+        by_key.setdefault(ex["prior_key"], ex["input_cameras"].c2w)
+        assert torch.equal(by_key[ex["prior_key"]], ex["input_cameras"].c2w)
+    calls = []
+    real = data.builtin_prior
+    monkeypatch.setattr(data, "builtin_prior", lambda *a: calls.append(1) or real(*a))
+    memo: dict = {}
+    for ex in exs:
+        data.collate([ex], "builtin", None, memo)
+    assert len(calls) == len(keys) == len(memo)
+    batch = data.collate([exs[0]], "builtin", None, memo)
+    assert len(calls) == len(keys) and torch.equal(batch.pos[0], memo[exs[0]["prior_key"]][0])
 
 
 def test_cli_train_and_evaluate_on_video(corpus, tracked, tmp_path):

@@ -392,9 +392,10 @@ def track_corpus(root: Path, cache: Path | None = None, settings: TrackSettings 
     return index
 
 
-def shrink_cache(src: Path, dst: Path, res: int) -> dict:
+def shrink_cache(src: Path, dst: Path, res: int, quality: int | None = None) -> dict:
     """Copy a tracking cache with its crops and masks resampled to res x res (intrinsics and landmarks scaled
-    to match): a smaller cache to ship to training machines. Only usable clips are copied. Returns the index."""
+    to match) and its crops re-encoded at JPEG `quality` (default: the cache's own): a smaller cache to ship
+    to training machines. Only usable clips are copied. Returns the index."""
     import cv2
 
     src, dst = Path(src), Path(dst)
@@ -402,6 +403,9 @@ def shrink_cache(src: Path, dst: Path, res: int) -> dict:
     old = int(index["settings"]["res"])
     if not 8 <= res <= old:
         raise BadInput(f"res must be between 8 and the cache's {old}, got {res}")
+    quality = int(index["settings"]["jpeg_quality"]) if quality is None else int(quality)
+    if not 1 <= quality <= 100:
+        raise BadInput(f"JPEG quality must be between 1 and 100, got {quality}")
     s = res / old
     tmp = dst.with_name(dst.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -415,17 +419,18 @@ def shrink_cache(src: Path, dst: Path, res: int) -> dict:
             arr = {k: z[k] for k in z.files}
         arr["intr"] = arr["intr"] * s
         arr["landmarks"] = arr["landmarks"] * s
-        np.savez(b / "track.npz", **arr)
+        np.savez_compressed(b / "track.npz", **arr)
         for sub, ext in (("crops", "jpg"), ("masks", "png")):
             for f in sorted((a / sub).glob(f"*.{ext}")):
                 img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
                 small = cv2.resize(img, (res, res), interpolation=cv2.INTER_AREA)
-                params = [cv2.IMWRITE_JPEG_QUALITY, int(index["settings"]["jpeg_quality"])] if ext == "jpg" else []
+                params = ([cv2.IMWRITE_JPEG_QUALITY, quality] if ext == "jpg"
+                          else [cv2.IMWRITE_PNG_COMPRESSION, 9])
                 cv2.imwrite(str(b / sub / f.name), small, params)
         meta = json.loads((a / "meta.json").read_text())
-        meta["settings"]["res"] = res
+        meta["settings"].update(res=res, jpeg_quality=quality)
         (b / "meta.json").write_text(json.dumps(meta, indent=1))
-    out = {**index, "settings": {**index["settings"], "res": res}, "clips": clips,
+    out = {**index, "settings": {**index["settings"], "res": res, "jpeg_quality": quality}, "clips": clips,
            "summary": {"usable": len(clips)}, "shrunk_from": str(src)}
     (tmp / "index.json").write_text(json.dumps(out, indent=1))
     if dst.exists():
@@ -453,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shrink-to", type=Path, default=None,
                     help="after tracking, also write a copy of the cache's usable clips at --shrink-res here")
     ap.add_argument("--shrink-res", type=int, default=256)
+    ap.add_argument("--shrink-quality", type=int, default=None,
+                    help="JPEG quality of the shrunk crops (default: the cache's own)")
     for f, v in asdict(TrackSettings()).items():
         if f != "version":
             ap.add_argument("--" + f.replace("_", "-"), type=type(v), default=v)
@@ -466,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     print(summary_line(index))
     if a.shrink_to is not None:
         try:
-            shrink_cache(a.cache or a.root / CACHE_NAME, a.shrink_to, a.shrink_res)
+            shrink_cache(a.cache or a.root / CACHE_NAME, a.shrink_to, a.shrink_res, a.shrink_quality)
         except BadInput as exc:
             print(f"error: {exc}")
             return 2

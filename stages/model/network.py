@@ -115,9 +115,13 @@ class IdentityState:
 
     def repeat(self, n: int) -> IdentityState:
         """Each avatar n times in a row (B -> B*n), to decode n expressions of it in one batch."""
+        return self.select(torch.arange(self.image.shape[0], device=self.image.device).repeat_interleave(n))
+
+    def select(self, owner: Tensor) -> IdentityState:
+        """Avatar owner[i] as entry i (B -> len(owner)): decode a different number of expressions per avatar."""
         B, V = self.image.shape[:2]
-        out = {f.name: getattr(self, f.name).repeat_interleave(n, 0) for f in fields(self) if f.name != "skip"}
-        skip = self.skip.view(B, V, *self.skip.shape[1:]).repeat_interleave(n, 0)
+        out = {f.name: getattr(self, f.name).index_select(0, owner) for f in fields(self) if f.name != "skip"}
+        skip = self.skip.view(B, V, *self.skip.shape[1:]).index_select(0, owner)
         return IdentityState(skip=skip.flatten(0, 1), **out)
 
 
@@ -308,10 +312,14 @@ class Avat3rNet(nn.Module):
         return GaussianMaps(means, quats, log_scales, op[..., 0] + 1.0, colors, s.keep)
 
     def forward(self, images: Tensor, pos: Tensor, conf: Tensor, masks: Tensor, cameras: Cameras, codes: Tensor,
-                feat: Tensor | None = None) -> GaussianMaps:
+                feat: Tensor | None = None, owner: Tensor | None = None) -> GaussianMaps:
         """codes (B, E): one expression per avatar; (B, T, E): T expressions each (monocular video supervision,
-        one per target frame), decoded from one identity pass as B*T avatars, avatar b's t-th at b*T + t."""
+        one per target frame), decoded from one identity pass as B*T avatars, avatar b's t-th at b*T + t;
+        (N, E) with `owner` (N,): entry i is avatar owner[i] at codes[i] (as many expressions per avatar as it
+        needs, from one identity pass)."""
         state = self.encode_identity(images, pos, conf, masks, cameras, feat)
+        if owner is not None:
+            return self.decode(state.select(owner), codes)
         if codes.dim() == 3:
             return self.decode(state.repeat(codes.shape[1]), codes.flatten(0, 1))
         return self.decode(state, codes)

@@ -52,7 +52,9 @@ class TrainConfig:
     pool_timesteps: int = opt(8, "Expressions rendered per pooled subject.")
     pool_cameras: int = opt(16, "Studio views rendered per pooled subject and expression.")
     pool_lifetime: int = opt(4000, "Steps a pooled subject is reused before a new one.")
-    pool_configs: int = opt(6, "Input configurations (views + timesteps, with their prior) per pooled subject.")
+    pool_configs: int = opt(6, "Input configurations (views + timesteps, with their prior) per pooled subject, "
+                          "and fixed input sets per video clip (their prior computed once; 0: fresh inputs "
+                          "and prior every example).")
     recipe: str = opt("", "Training-data recipe for the synthetic pool (stages.train.recipe): '' = the original "
                           "pool, bit for bit; 'wide' = every switch (cameras, camera_noise, mask_noise, backgrounds, "
                           "photometric, lighting, identity); or a comma list, '-name' removing one.")

@@ -330,12 +330,20 @@ class DiskSource:
         }
 
 
-def collate(examples: list[dict], prior: str, generator: torch.Generator | None = None) -> Batch:
-    """Stack examples and attach the positional prior of each example's input views."""
+def collate(examples: list[dict], prior: str, generator: torch.Generator | None = None,
+            memo: dict[str, tuple[Tensor, Tensor]] | None = None) -> Batch:
+    """Stack examples and attach the positional prior of each example's input views. An example with a
+    `prior_key` (a fixed input set: video clips' configurations) has its built-in prior computed once into
+    `memo` and reused."""
     poss, confs = [], []
     for ex in examples:
+        key = ex.get("prior_key") if prior != "gt" else None
         if "prior_pos" in ex:  # precomputed by the pool
             p, c = ex["prior_pos"], ex["prior_conf"]
+        elif memo is not None and key is not None:
+            if key not in memo:
+                memo[key] = builtin_prior(ex["input_rgb"], ex["input_alpha"], ex["input_cameras"])
+            p, c = memo[key]
         elif prior == "gt":
             p, c = gt_prior(ex["input_depth"], ex["input_alpha"], ex["input_cameras"], generator)
         else:

@@ -37,24 +37,46 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+def decode_plan(codes: Tensor) -> tuple[list[tuple[int, int]], list[list[int]]]:
+    """For per-target codes (B, T, E): the (avatar, target) whose code each decoded entry uses, and the entry
+    of each (b, t). An avatar whose targets all share one code (synthetic studio data) is decoded once, one
+    whose codes differ (video frames) once per target, so mixing video into a batch does not multiply the
+    decoding and rendering of the synthetic examples by T."""
+    B, T = codes.shape[:2]
+    varies = (codes != codes[:, :1]).flatten(1).any(1).tolist()
+    picks: list[tuple[int, int]] = []
+    entry: list[list[int]] = []
+    for b in range(B):
+        ts = range(T) if varies[b] else range(1)
+        entry.append([len(picks) + (t if varies[b] else 0) for t in range(T)])
+        picks += [(b, t) for t in ts]
+    return picks, entry
+
+
 def render_batch(model: torch.nn.Module, batch: Batch, backgrounds: Tensor) -> tuple[Tensor, Tensor]:
-    """Predict each avatar's Gaussians at its target expression and render its supervision views. `model` may
-    be the DDP wrapper, whose forward all-reduces the gradients."""
-    per_target = batch.target_codes is not None
-    maps = model(batch.images, batch.pos, batch.conf, batch.masks, batch.cameras,
-                 batch.target_codes if per_target else batch.codes)
+    """Predict each avatar's Gaussians at its target expression(s) and render its supervision views. `model`
+    may be the DDP wrapper, whose forward all-reduces the gradients."""
     B, T = batch.target_rgb.shape[:2]
+    if batch.target_codes is None:
+        maps = model(batch.images, batch.pos, batch.conf, batch.masks, batch.cameras, batch.codes)
+        entry = [[b] * T for b in range(B)]
+    else:
+        picks, entry = decode_plan(batch.target_codes)
+        dev = batch.images.device
+        bs, ts = (torch.tensor(x, device=dev) for x in zip(*picks, strict=True))
+        maps = model(batch.images, batch.pos, batch.conf, batch.masks, batch.cameras, batch.target_codes[bs, ts],
+                     owner=bs)
     rgbs, alphas = [], []
     for b in range(B):
         cams = batch.target_cameras[b * T:(b + 1) * T]
-        if per_target:  # avatar b at target t's own expression is maps entry b*T + t
-            outs = [render(maps.gaussians(b * T + t), cams[t], background=backgrounds[b]) for t in range(T)]
-            rgbs.append(torch.cat([o.rgb for o in outs]))
-            alphas.append(torch.cat([o.alpha[..., 0] for o in outs]))
+        if len(set(entry[b])) == 1:  # one avatar for all its targets: one render call
+            out = render(maps.gaussians(entry[b][0]), cams, background=backgrounds[b])
+            rgbs.append(out.rgb)
+            alphas.append(out.alpha[..., 0])
             continue
-        out = render(maps.gaussians(b), cams, background=backgrounds[b])
-        rgbs.append(out.rgb)
-        alphas.append(out.alpha[..., 0])
+        outs = [render(maps.gaussians(entry[b][t]), cams[t], background=backgrounds[b]) for t in range(T)]
+        rgbs.append(torch.cat([o.rgb for o in outs]))
+        alphas.append(torch.cat([o.alpha[..., 0] for o in outs]))
     return torch.stack(rgbs), torch.stack(alphas)
 
 
@@ -109,7 +131,7 @@ def make_source(cfg: TrainConfig, size: int, mix: list[tuple[str, float]], recip
 
     def one(spec: str):
         if spec != "synth" and is_video(spec):
-            return VideoSource(spec, size, cfg.n_inputs, cfg.n_supervision, cfg.seed)
+            return VideoSource(spec, size, cfg.n_inputs, cfg.n_supervision, cfg.seed, configs=cfg.pool_configs)
         if spec != "synth":
             return DiskSource(spec, size, cfg.n_inputs, cfg.n_supervision, cfg.seed,
                               consistent_inputs=cfg.consistent_inputs)
@@ -218,6 +240,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
     t_start = t_log
     end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
     prefetched = None
+    prior_memo: dict = {}  # built-in priors of fixed input sets (video clips' configurations), by prior_key
     if on_disk and cfg.workers > 0:  # decoding frames is CPU work: do it ahead, in workers
         from stages.datasets.loader import example_loader, to_device
 
@@ -230,7 +253,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
             else:
                 examples = [source.example(step, rank, i, device) for i in range(cfg.batch_size)]
             g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 31 + rank)
-            batch = collate(examples, cfg.prior, g)
+            batch = collate(examples, cfg.prior, g, prior_memo)
             backgrounds = torch.rand(cfg.batch_size, 3, generator=g).to(device)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg)
