@@ -21,8 +21,9 @@ def reconstruct_cmd(
     capture: Annotated[Path, typer.Argument(help="Capture folder (from `avat3r prepare`).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Avatar file to write (.safetensors).")],
     checkpoint: Annotated[Path | None, typer.Option(help="Model checkpoint; default: the shipped one.")] = None,
-    backend: Annotated[str, typer.Option(
-        help="Prior backend if priors are computed: builtin|facemesh|dust3r.")] = "builtin",
+    backend: Annotated[str | None, typer.Option(
+        help="Prior backend if priors are computed: builtin|facemesh|dust3r; default: the backend of the "
+             "capture's priors file (builtin or facemesh), else builtin.")] = None,
     prior_checkpoint: Annotated[Path | None, typer.Option(help="DUSt3R checkpoint for --backend dust3r.")] = None,
     features: Annotated[str, typer.Option(help="Semantic features: none|sapiens.")] = "none",
     sapiens: Annotated[Path | None, typer.Option(help="Sapiens TorchScript file for --features sapiens.")] = None,
@@ -35,10 +36,11 @@ def reconstruct_cmd(
     from stages.reconstruct import reconstruct
 
     dev, rep = start_run(device, quiet, seed)
-    avatar = reconstruct(capture, checkpoint, dev, backend, prior_checkpoint, features, sapiens, log=rep.log)
+    stats: dict = {}
+    avatar = reconstruct(capture, checkpoint, dev, backend, prior_checkpoint, features, sapiens, log=rep.log,
+                         stats=stats)
     save_avatar(out, avatar)
-    n = int(avatar.masks.gt(0.5).logical_and(avatar.conf.ge(0.5)).sum())
-    rep.summary(f"wrote {out} ({avatar.images.shape[0]} views, about {n:,} Gaussians)")
+    rep.summary(f"wrote {out} ({avatar.images.shape[0]} views, {stats['gaussians']:,} Gaussians)")
 
 
 def register(app: typer.Typer) -> None:

@@ -14,8 +14,9 @@ from stages.model.checkpoint import load_model
 
 
 def reconstruct(capture_dir: str | Path, checkpoint: str | Path | None = None, device: torch.device | str = "cpu",
-                prior_backend: str = "builtin", prior_checkpoint: Path | None = None, features: str = "none",
-                sapiens: Path | None = None, log=lambda msg: None) -> Avatar:
+                prior_backend: str | None = None, prior_checkpoint: Path | None = None, features: str = "none",
+                sapiens: Path | None = None, log=lambda msg: None, stats: dict | None = None) -> Avatar:
+    """`stats`, when given, receives `gaussians`: how many input pixels the model keeps as Gaussians."""
     from stages.priors import load_or_compute_priors
 
     model, meta = load_model(checkpoint, device)
@@ -29,7 +30,19 @@ def reconstruct(capture_dir: str | Path, checkpoint: str | Path | None = None, d
     priors = load_or_compute_priors(capture, backend=prior_backend, resolution=cfg.image_size, device=device,
                                     checkpoint=prior_checkpoint, features=features, sapiens=sapiens)
     cap = capture.resized(cfg.image_size)
-    log(f"priors: {priors.meta.get('backend', prior_backend)}, "
-        f"{float((priors.conf >= cfg.conf_threshold).float().mean()) * 100:.0f}% of pixels confident")
+    fg = cap.masks > 0.5
+    share = float(priors.conf[fg].ge(0.5).float().mean()) * 100 if fg.any() else 0.0
+    threshold = cfg.conf_threshold if cfg.use_pos_prior else float("-inf")
+    kept = kept_gaussians(cap.masks, priors.conf, threshold)
+    if stats is not None:
+        stats["gaussians"] = kept
+    log(f"priors: {priors.meta.get('backend', prior_backend)}, {share:.0f}% of the foreground confident; the model "
+        f"keeps {kept:,} pixels as Gaussians (confidence >= {threshold:g})")
     feat = priors.feat if cfg.feat_dim > 0 else None
     return create_avatar(model, meta, cap.images, cap.masks, cap.cameras, priors.pos, priors.conf, feat)
+
+
+def kept_gaussians(masks: torch.Tensor, conf: torch.Tensor, conf_threshold: float) -> int:
+    """How many input pixels the network turns into Gaussians: inside the mask and at or above the model's
+    confidence threshold (the same rule as `stages.model.network`)."""
+    return int(masks.gt(0.5).logical_and(conf.ge(conf_threshold)).sum())

@@ -181,6 +181,14 @@ def test_facemesh_key_and_command(tmp_path):
     assert "kept current" in runner.invoke(app, args + ["--quiet"]).output
     res = runner.invoke(app, ["priors", str(root), "--backend", "facemash"])
     assert res.exit_code == 2 and "facemesh" in res.output
+    # reconstruct without --backend keeps the capture's face-mesh priors instead of recomputing built-in ones
+    from stages.capture import read_capture
+    from stages.priors import load_or_compute_priors
+
+    kept = load_or_compute_priors(read_capture(root), backend=None, resolution=48)
+    assert kept.meta.get("info.reused") == "true" and kept.meta["backend"] == "facemesh"
+    forced = load_or_compute_priors(read_capture(root), backend="builtin", resolution=48)
+    assert forced.meta.get("info.reused") is None and forced.meta["backend"] == "builtin"
 
 
 @pytest.mark.gpu

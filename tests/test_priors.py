@@ -174,6 +174,17 @@ def test_stale_priors_are_recomputed(capture_dir):
     assert load_or_compute_priors(cap, resolution=32).meta.get("info.reused") is None
 
 
+def test_an_unadoptable_priors_file_is_replaced_by_builtin(capture_dir):
+    """backend=None adopts only backends that need no arguments; a DUSt3R file (needs its checkpoint) is not."""
+    cap = read_capture(capture_dir)
+    first = load_or_compute_priors(cap, resolution=48)
+    assert load_or_compute_priors(cap, backend=None, resolution=48).meta.get("info.reused") == "true"
+    first.meta["backend"] = "dust3r"
+    save_priors(priors_path(cap), first)
+    again = load_or_compute_priors(cap, backend=None, resolution=48)
+    assert again.meta.get("info.reused") is None and again.meta["backend"] == "builtin"
+
+
 def test_missing_or_wrong_checkpoints_are_bad_input(tmp_path, scene96):
     cap, _ = scene96
     with pytest.raises(BadInput, match="needs a checkpoint"):

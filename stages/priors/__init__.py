@@ -153,12 +153,34 @@ def compute_priors(capture: Capture, backend: str = "builtin", resolution: int =
     return Priors(pos, conf, feat, meta)
 
 
-def load_or_compute_priors(capture: Capture, backend: str = "builtin", resolution: int = 256,
+ADOPTABLE_BACKENDS = ("builtin", "facemesh")  # backends a file can be reused under without extra arguments
+
+
+def stored_backend(capture: Capture) -> str | None:
+    """The backend that made the capture's priors file (None when there is none or it cannot be read)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = priors_path(capture)
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("backend")
+    except (SafetensorError, OSError, ValueError):
+        return None
+
+
+def load_or_compute_priors(capture: Capture, backend: str | None = "builtin", resolution: int = 256,
                            device: torch.device | str = "cpu", checkpoint: Path | None = None,
                            features: str = "none", sapiens: Path | None = None,
                            progress: Progress | None = None, force: bool = False) -> Priors:
     """`CAPTURE/priors.safetensors` when it is current for these inputs and settings, else computed afresh and
-    saved there (skipped silently when the capture folder is not writable: the file is only a cache)."""
+    saved there (skipped silently when the capture folder is not writable: the file is only a cache).
+    `backend=None`: the backend of the capture's existing file when it is builtin or facemesh (so `priors
+    --backend facemesh` followed by `reconstruct` keeps the face-mesh prior), else builtin."""
+    if backend is None:
+        found = stored_backend(capture)
+        backend = found if found in ADOPTABLE_BACKENDS else "builtin"
     key = priors_settings_key(capture, backend, resolution, checkpoint, features, sapiens)
     path = priors_path(capture)
     if not force:
