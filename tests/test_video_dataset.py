@@ -398,3 +398,58 @@ def test_a_real_clip_tracks_with_masks(tmp_path):
     rgb, mask = ds.load(clip.name, 0)
     assert 0.15 < mask.mean() < 0.8  # a person, not the whole crop
     shutil.rmtree(tmp_path / "cache")  # research-only footage: leave no crops behind
+
+
+def test_annotated_corpora_are_cut_into_their_clips(tmp_path):
+    """VFHQ meta-info, HDTF time ranges and CelebV-HQ's info file cut raw videos into spans (and face boxes);
+    a released CelebV-HQ clip stays whole; only the span's frames are tracked, inside the box."""
+    from stages.track.clip import write_clip
+
+    frames = _render_turning_head()
+    raw = np.stack(frames + frames[::-1])  # 20 frames at 10 fps: frame k is at k / 10 s
+    (tmp_path / "raw").mkdir()
+    for stem in ("vidA", "vidB", "vidC"):
+        write_clip(tmp_path / "raw" / f"{stem}.mp4", raw, fps=10.0)
+    write_clip(tmp_path / "cvB.mp4", np.stack(frames), fps=10.0)
+    (tmp_path / "meta_info").mkdir()
+    (tmp_path / "meta_info" / "Clip+vidA+P0+C0+F4-15.txt").write_text(
+        "Video: vidA\nH: 160\nW: 160\nFPS: 10\nCROP: 20 0 160 160\nFRAME INDEX X0 Y0 X1 Y1 [Landmarks (5 Points)]\n")
+    (tmp_path / "WDA_annotion_time.txt").write_text("vidB.mp4 00:00.5-00:01.5\nabsent.mp4 00:01-00:02\n")
+    (tmp_path / "celebvhq_info.json").write_text(json.dumps({"meta_info": {}, "clips": {
+        "cvA": {"ytb_id": "vidC", "duration": {"start_sec": 0.2, "end_sec": 1.2},
+                "bbox": {"top": 0.0, "bottom": 1.0, "left": 0.125, "right": 1.0}},
+        "cvB": {"ytb_id": "elsewhere", "duration": {"start_sec": 0.0, "end_sec": 1.0},
+                "bbox": {"top": 0.0, "bottom": 1.0, "left": 0.0, "right": 1.0}}}}))
+    names = set(find_clips(tmp_path, skip=tmp_path / "cache"))
+    assert names == {"raw/vidA.mp4#Clip+vidA+P0+C0+F4-15", "raw/vidB.mp4#vidB_0", "raw/vidC.mp4#cvA", "cvB.mp4"}
+    index = track_corpus(tmp_path, tmp_path / "cache", TrackSettings(stride=1, max_frames=20, res=64, min_frames=4))
+    expect = {"raw/vidA.mp4#Clip+vidA+P0+C0+F4-15": ((5, 14), [140, 160]), "raw/vidB.mp4#vidB_0": ((5, 14), [160, 160]),
+              "raw/vidC.mp4#cvA": ((2, 11), [140, 160]), "cvB.mp4": ((0, 9), [160, 160])}
+    for name, ((lo, hi), size) in expect.items():
+        folder = tmp_path / "cache" / index["clips"][name]["folder"]
+        meta = json.loads((folder / "meta.json").read_text())
+        with np.load(folder / "track.npz") as z:
+            tracked = z["frame"]
+        assert meta["size"] == size, name
+        assert tracked.min() >= lo and tracked.max() <= hi and len(tracked) >= hi - lo - 1, (name, tracked)
+        assert ("span" in meta) == (name != "cvB.mp4")
+
+
+def test_malformed_annotations_name_the_file(tmp_path):
+    from stages.datasets.clip_annotations import parse_celebvhq, parse_hdtf, parse_vfhq
+
+    bad = tmp_path / "X_annotion_time.txt"
+    bad.write_text("v.mp4 01:00-00:30\n")
+    with pytest.raises(BadInput, match="X_annotion_time.txt"):
+        parse_hdtf(bad)
+    bad.write_text("v.mp4 aa:bb-00:30\n")
+    with pytest.raises(BadInput, match="cannot read the time"):
+        parse_hdtf(bad)
+    (tmp_path / "celebvhq_info.json").write_text('{"clips": {"a": {"ytb_id": "v"}}}')
+    with pytest.raises(BadInput, match="celebvhq_info.json"):
+        parse_celebvhq(tmp_path / "celebvhq_info.json")
+    (tmp_path / "Clip+v+P0+C0+F1-9.txt").write_text("CROP: 1 2\n")
+    with pytest.raises(BadInput, match="four numbers"):
+        parse_vfhq(tmp_path / "Clip+v+P0+C0+F1-9.txt")
+    with pytest.raises(BadInput, match="VFHQ"):
+        parse_vfhq(tmp_path / "X_annotion_time.txt")

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stages.datasets.clip_annotations import ClipSpan
 from stages.errors import BadInput
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v")
@@ -62,7 +63,37 @@ class TrackSettings:
         return json.dumps(asdict(self), sort_keys=True)
 
 
+def clip_sources(root: Path, skip: Path | None = None) -> dict[str, tuple[Path, ClipSpan | None]]:
+    """Clip name -> (source, span). Without annotation files: `find_clips`'s clips, no spans. With VFHQ, HDTF
+    or CelebV-HQ annotations (`stages.datasets.clip_annotations`), a video that annotations cut becomes one
+    clip per span, named `VIDEO_NAME#LABEL`; other videos and frame folders stay whole."""
+    from stages.datasets.clip_annotations import find_annotations
+
+    plain = _plain_clips(root, skip)
+    spans = find_annotations(Path(root), skip)
+    by_stem: dict[str, tuple[str, Path]] = {}
+    for name, path in plain.items():
+        if path.is_file():
+            by_stem.setdefault(path.stem, (name, path))
+    out: dict[str, tuple[Path, ClipSpan | None]] = {}
+    cut: set[str] = set()
+    for span in spans:
+        if span.corpus == "celebvhq" and span.label in by_stem:
+            continue  # a released CelebV-HQ clip: already cut and cropped
+        hit = by_stem.get(span.video)
+        if hit is not None:
+            out[f"{hit[0]}#{span.label}"] = (hit[1], span)
+            cut.add(hit[0])
+    out.update({name: (path, None) for name, path in plain.items() if name not in cut})
+    return dict(sorted(out.items()))
+
+
 def find_clips(root: Path, skip: Path | None = None) -> dict[str, Path]:
+    """Clip name -> source path of every clip `clip_sources` finds (an annotated span names its video)."""
+    return {name: path for name, (path, _) in clip_sources(root, skip).items()}
+
+
+def _plain_clips(root: Path, skip: Path | None = None) -> dict[str, Path]:
     """Clip name (path relative to root, posix) -> path: every video file, and every folder holding images
     directly (a clip of frames), searched recursively; hidden folders and `skip` (the cache) are ignored."""
     root = Path(root)
@@ -89,9 +120,11 @@ def _file_digest(h: hashlib._Hash, path: Path) -> None:  # type: ignore[name-def
             h.update(f.read(HASH_BYTES))
 
 
-def clip_key(path: Path, settings: TrackSettings) -> str:
-    """Hex key of a clip's contents and the tracking settings."""
+def clip_key(path: Path, settings: TrackSettings, span: ClipSpan | None = None) -> str:
+    """Hex key of a clip's contents, its annotated span (if any) and the tracking settings."""
     h = hashlib.sha256(settings.key().encode())
+    if span is not None:
+        h.update(span.describe().encode())
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
     for p in files:
         _file_digest(h, p)
@@ -126,6 +159,12 @@ def _frames(path: Path, picks: set[int], last: int) -> Iterator[tuple[int, np.nd
             return
         if i in picks:
             yield i, frame
+
+
+def _source_fps(path: Path) -> float:
+    from stages.track.frames import open_frames
+
+    return float(open_frames(path).source_fps)
 
 
 def _count(path: Path) -> int:
@@ -229,8 +268,11 @@ def verdict(n_face: int, n_multi: int, n_single: int, spread: float, settings: T
     return "usable"
 
 
-def track_clip(path: Path, dest: Path, settings: TrackSettings, key: str, name: str) -> dict:
-    """Track one clip into the cache folder `dest` (written under a temporary name, then renamed)."""
+def track_clip(path: Path, dest: Path, settings: TrackSettings, key: str, name: str,
+               span: ClipSpan | None = None) -> dict:
+    """Track one clip into the cache folder `dest` (written under a temporary name, then renamed). With a
+    `span`, only its frames are tracked, cut to its face box when it has one (the box's crop is then the
+    frame: its centre stands in for the principal point, as for any cropped clip)."""
     import cv2
 
     from stages.track.landmarker import detect, open_landmarker
@@ -244,13 +286,23 @@ def track_clip(path: Path, dest: Path, settings: TrackSettings, key: str, name: 
         (tmp / "masks").mkdir()
     rows, picks_n = [], 0
     meta = {"name": name, "source": str(path), "key": key, "settings": asdict(settings), "masks": segment is not None}
+    if span is not None:
+        meta["span"] = asdict(span)
     try:
         count = _count(path)
-        picks = frame_picks(count, settings.stride, settings.max_frames, settings.min_frames)
+        lo, hi = 0, count - 1
+        if span is not None:
+            lo, hi = span.frame_range(_source_fps(path), count)
+            if hi < lo:
+                raise BadInput(f"the annotated span {span.label} lies outside the video's {count} frames", path)
+        picks = [lo + i for i in frame_picks(hi - lo + 1, settings.stride, settings.max_frames, settings.min_frames)]
         picks_n = len(picks)
         kept, n_multi = [], 0  # (frame index, FaceResult, (w, h), region, x0, y0) of frames with one face
         with open_landmarker(num_faces=2) as lm:
             for i, frame in _frames(path, set(picks), picks[-1] if picks else -1):
+                box = span.box_px(frame.shape[1], frame.shape[0]) if span is not None else None
+                if box is not None:
+                    frame = np.ascontiguousarray(frame[box[1]:box[3], box[0]:box[2]])
                 face = detect(lm, frame)
                 if face is None:
                     continue
@@ -303,11 +355,11 @@ def track_clip(path: Path, dest: Path, settings: TrackSettings, key: str, name: 
     return meta
 
 
-def _work(job: tuple[str, str, str, TrackSettings, str]) -> dict:
-    name, path, dest, settings, key = job
+def _work(job: tuple[str, str, str, TrackSettings, str, ClipSpan | None]) -> dict:
+    name, path, dest, settings, key, span = job
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
-        return track_clip(Path(path), Path(dest), settings, key, name)
+        return track_clip(Path(path), Path(dest), settings, key, name, span)
     except Exception as exc:  # noqa: BLE001 - one broken clip must not stop a corpus
         return {"name": name, "source": path, "key": key, "verdict": "unreadable",
                 "why": f"{type(exc).__name__}: {exc}"}
@@ -350,20 +402,21 @@ def track_corpus(root: Path, cache: Path | None = None, settings: TrackSettings 
         raise BadInput("video corpus folder not found", root)
     settings = settings or TrackSettings()
     cache = Path(cache) if cache is not None else root / CACHE_NAME
-    clips = find_clips(root, skip=cache)
+    sources = clip_sources(root, skip=cache)
+    clips = {name: path for name, (path, _) in sources.items()}
     if not clips:
         raise BadInput(f"no clips ({', '.join(VIDEO_SUFFIXES)} files or folders of frames) found", root)
     cache.mkdir(parents=True, exist_ok=True)
     _dead_temporaries(cache)
     entries: dict[str, dict] = {}
     jobs = []
-    for name, path in clips.items():
-        key = clip_key(path, settings)
+    for name, (path, span) in sources.items():
+        key = clip_key(path, settings, span)
         dest = cache_folder(cache, name, key)
         if (dest / "meta.json").is_file():
             entries[name] = json.loads((dest / "meta.json").read_text())
         else:
-            jobs.append((name, str(path), str(dest), settings, key))
+            jobs.append((name, str(path), str(dest), settings, key, span))
     if jobs:
         if log:
             log(f"tracking {len(jobs)} of {len(clips)} clips ({len(clips) - len(jobs)} cached) with {workers} "
