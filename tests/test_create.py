@@ -33,7 +33,7 @@ def test_creator_equals_priors_then_encoder(tmp_path):
     save_avatar(tmp_path / "a.safetensors", avatar)  # the created avatar is an ordinary one
     loaded = load_avatar(tmp_path / "a.safetensors")
     g = AvatarDriver(loaded, model).gaussians(torch.zeros(52))
-    assert len(g) == int(((conf >= 0.5) & (cap.masks > 0.5)).sum())
+    assert len(g) == int(((conf >= model.cfg.conf_threshold) & (cap.masks > 0.5)).sum())
 
 
 def test_creator_rejects_wrong_shapes():

@@ -35,14 +35,14 @@ def _perturb(model, seed=1):
 
 
 def test_untrained_model_is_the_prior_baseline():
-    cfg = preset("tiny")
+    cfg = preset("tiny", conf_threshold=0.5)  # the paper's rule: unconfident pixels are dropped
     model = Avat3rNet(cfg).eval()
     imgs, pos, conf, masks, cams = _inputs(cfg)
     with torch.no_grad():
         maps = model(imgs, pos, conf, masks, cams, torch.zeros(1, cfg.expr_dim))
     keep = maps.keep
     assert keep.shape == (1, 4, 64, 64)
-    assert torch.equal(keep, (masks > 0.5) & (conf >= 0.5))
+    assert torch.equal(keep, (masks > 0.5) & (conf >= 0.5)) and not torch.equal(keep, masks > 0.5)
     assert torch.allclose(maps.means[keep], pos[keep])
     assert torch.allclose(maps.colors, imgs)
     q = maps.quats.norm(dim=-1)
@@ -50,14 +50,14 @@ def test_untrained_model_is_the_prior_baseline():
 
 
 def test_gaussian_count_follows_the_kept_pixels():
-    cfg = preset("tiny")
-    model = Avat3rNet(cfg).eval()
-    imgs, pos, conf, masks, cams = _inputs(cfg)
-    with torch.no_grad():
-        maps = model(imgs, pos, conf, masks, cams, torch.zeros(1, cfg.expr_dim))
-    g = maps.gaussians(0)
-    assert len(g) == int(((masks > 0.5) & (conf >= 0.5)).sum())
-    assert len(maps.gaussians(0, drop=False)) == 4 * 64 * 64
+    imgs, pos, conf, masks, cams = _inputs(preset("tiny"))
+    for threshold, keep in ((0.5, (masks > 0.5) & (conf >= 0.5)), (None, masks > 0.5)):
+        cfg = preset("tiny") if threshold is None else preset("tiny", conf_threshold=threshold)
+        model = Avat3rNet(cfg).eval()
+        with torch.no_grad():
+            maps = model(imgs, pos, conf, masks, cams, torch.zeros(1, cfg.expr_dim))
+        assert len(maps.gaussians(0)) == int(keep.sum())  # the default (0) keeps every foreground pixel
+        assert len(maps.gaussians(0, drop=False)) == 4 * 64 * 64
 
 
 def test_cached_identity_equals_full_forward_and_expression_matters():
