@@ -240,6 +240,12 @@ def cases(fx: dict[str, Path]) -> list[Case]:
         Case("view --size 5", ["view", av, "--size", "5", *cpu]),
         Case("train --steps 0", ["train", "--out", "run", "--preset", "tiny", "--steps", "0", *cpu]),
         Case("prepare --synthetic --res 3", ["prepare", "--synthetic", "--res", "3", "--out", "cap"]),
+        # issues 16, 17 (session 5)
+        Case("train --pool-configs 0 with the synthetic pool", ["train", "--out", "run", *tiny_train,
+                                                                "--pool-configs", "0"]),
+        Case("evaluate --data video: with a broken celebvhq_info.json",
+             ["evaluate", "--data", "video:corpus", "--out", "rep", *cpu],
+             text("corpus/celebvhq_info.json", '{"clips": {"a": {"ytb_id": "v"}}}')),
     ]
 
 

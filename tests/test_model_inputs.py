@@ -112,3 +112,7 @@ def test_train_refuses_zero_steps_and_a_foreign_ship_folder_before_training(tmp_
     assert res.exit_code == 2, res.output
     assert not (tmp_path / "run").exists()
     assert (mine / "thesis.txt").read_text() == "x"
+    res = runner.invoke(app, ["train", "--out", str(tmp_path / "run"), "--preset", "tiny", "--steps", "1",
+                              "--pool-configs", "0"])  # 0 is for video clips alone
+    assert res.exit_code == 2 and "--pool-configs 0" in res.output, res.output
+    assert not (tmp_path / "run").exists()

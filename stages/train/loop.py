@@ -188,6 +188,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
     if recipe.any and (all(spec != "synth" for spec, _ in mix) or cfg.source != "pool"):
         raise BadInput(f"--recipe {cfg.recipe}: the training-data recipes widen the synthetic pool only "
                        "(--data synth)")
+    uses_pool = cfg.source == "pool" and any(spec == "synth" for spec, _ in mix)
+    if cfg.pool_configs < 0 or (uses_pool and cfg.pool_configs < 1):
+        raise BadInput(f"--pool-configs {cfg.pool_configs}: the synthetic pool needs at least 1 input "
+                       "configuration per subject (0 is for video clips alone: fresh inputs every example)")
     if not 0.0 <= cfg.recipe_share <= 1.0:
         raise BadInput(f"--recipe-share {cfg.recipe_share}: expected a fraction between 0 and 1")
     state = resume_point(out) if resume else None
