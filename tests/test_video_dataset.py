@@ -332,6 +332,29 @@ def test_video_configs_fix_the_inputs_and_memoise_their_prior(corpus, tracked, m
     assert len(calls) == len(keys) and torch.equal(batch.pos[0], memo[exs[0]["prior_key"]][0])
 
 
+def test_video_expression_regions_cover_mouth_and_eyes(corpus, tracked):
+    """--video-expr-regions gives each video target a mask over its own mouth and eyes, which collate stacks
+    into the expression-region loss's input."""
+    from stages.train.data import collate
+    from stages.train.video_data import EYES, LIPS, VideoSource, expression_regions
+
+    spec = f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}"
+    src = VideoSource(spec, 32, 4, 3, seed=1, expr_regions=True)
+    assert "target_expr_mask" not in VideoSource(spec, 32, 4, 3, seed=1).example(0, 0, 0, torch.device("cpu"))
+    exs = [src.example(0, 0, i, torch.device("cpu")) for i in range(2)]
+    m = exs[0]["target_expr_mask"]
+    assert m.shape == (3, 32, 32) and set(m.unique().tolist()) <= {0.0, 1.0}
+    assert 0.01 < float(m.mean()) < 0.3  # the mouth and the eyes, not the face
+    ds, clip = src.dataset, src.dataset.subjects("all")[0]
+    for t in ds.timesteps(clip)[:3]:  # every mouth and eye landmark lies inside its own mask
+        lm = ds.landmarks(clip, t)
+        mask = expression_regions(lm, 32)
+        xy = np.clip(np.floor(lm[list(LIPS) + list(EYES[0]) + list(EYES[1])]).astype(int), 0, 31)
+        assert mask[xy[:, 1], xy[:, 0]].mean() > 0.95
+    batch = collate(exs, "builtin")
+    assert batch.target_expr_mask.shape == (2, 3, 32, 32)
+
+
 def test_cli_train_and_evaluate_on_video(corpus, tracked, tmp_path):
     spec = f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}"
     run = tmp_path / "run"

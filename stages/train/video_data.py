@@ -29,6 +29,10 @@ from stages.errors import BadInput
 
 SHIFT_RADIUS = 1  # pixels of camera misregistration the video loss forgives
 CANDIDATES = 24  # frames of a clip among which the inputs are spread
+# MediaPipe face-mesh indices: the outer lip contour and the two eye contours
+LIPS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
+EYES = ((33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246),
+        (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466))
 
 
 def parse_mix(specs: list[str]) -> list[tuple[str, float]]:
@@ -63,11 +67,33 @@ def shift_tolerant_l1(pred: Tensor, target: Tensor, radius: int = SHIFT_RADIUS) 
     return torch.stack(errs, 1).amin(1)
 
 
+def expression_regions(landmarks: np.ndarray, size: int, mouth_margin: float = 0.3, eye_margin: float = 0.25
+                       ) -> np.ndarray:
+    """(size, size) float32 mask of where a face's expression shows: the mouth and the eyes, each the convex
+    hull of its landmarks widened by a margin of `mouth_margin` / `eye_margin` times its own width (so a jaw
+    that opens past closed lips stays inside). Video frames have no neutral render to diff against, so this
+    stands in for the synthetic pool's changed-pixel mask in the expression-region loss
+    (`train --video-expr-regions`)."""
+    import cv2
+
+    pts = np.asarray(landmarks, np.float64)[:, :2]
+    out = np.zeros((size, size), np.uint8)
+    for ids, margin in ((LIPS, mouth_margin), (EYES[0], eye_margin), (EYES[1], eye_margin)):
+        p = pts[list(ids)]
+        part = np.zeros_like(out)
+        cv2.fillConvexPoly(part, cv2.convexHull(np.round(p - 0.5).astype(np.int32)), 1)
+        r = int(round(margin * float(np.ptp(p[:, 0]))))
+        if r > 0:
+            part = cv2.dilate(part, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+        out |= part
+    return out.astype(np.float32)
+
+
 class VideoSource:
     """Examples from a `video:DIR` dataset; example i of step s is a pure function of (seed, s, rank, i)."""
 
     def __init__(self, data, size: int, n_inputs: int, n_supervision: int, seed: int, split: str = "train",
-                 configs: int = 0):
+                 configs: int = 0, expr_regions: bool = False):
         from stages.datasets import open_dataset
         from stages.datasets.video import VideoDataset
 
@@ -75,7 +101,7 @@ class VideoSource:
         if not isinstance(self.dataset, VideoDataset):
             raise BadInput("not a video:DIR dataset", getattr(self.dataset, "root", None))
         self.size, self.seed, self.n_inputs, self.n_supervision = size, seed, n_inputs, n_supervision
-        self.configs = configs
+        self.configs, self.expr_regions = configs, expr_regions
         self.names = self.dataset.subjects(split) or (self.dataset.subjects("all") if split == "train" else [])
         if not self.names:
             raise BadInput(f"no usable clips in split '{split}' (see {self.dataset.cache / 'index.json'})",
@@ -125,6 +151,9 @@ class VideoSource:
             "target_cameras": Cameras.cat([self.dataset.cameras(name, t) for t in targets]).to(device),
             "target_expr": codes[0].to(device), "target_codes": codes.to(device), "shift_tolerant": True,
             **({"prior_key": f"video:{name}:{config}"} if config is not None else {}),
+            **({"target_expr_mask": torch.from_numpy(np.stack([
+                expression_regions(self.dataset.landmarks(name, t), self.size) for t in targets])).to(device)}
+               if self.expr_regions else {}),
         }
 
 
