@@ -21,13 +21,15 @@ import contextlib
 import os
 import sys
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+
+from stages.io import to_uint8
 
 MODEL_NAME = "selfie_segmentation.tflite"
 WHEEL_MEMBER = f"mediapipe/modules/selfie_segmentation/{MODEL_NAME}"
@@ -110,24 +112,37 @@ def segmenter_name() -> str:
     return "mediapipe-selfie" if _available() else "grabcut"
 
 
+@contextlib.contextmanager
+def person_masker() -> Iterator[Callable[[np.ndarray], np.ndarray]]:
+    """`person_mask` for many photos (a clip's frames) with one segmenter kept open: opening it costs about
+    twice what segmenting a 256-pixel frame does."""
+    with _segmenter() as seg:
+        yield lambda rgb: _person_mask(rgb, seg)
+
+
 def person_mask(rgb: np.ndarray) -> np.ndarray:
     """Soft person mask (H, W) float32 in [0, 1] of a uint8 (H, W, 3) RGB photo: face, hair, neck and
     shoulders; background 0."""
+    with person_masker() as mask:
+        return mask(rgb)
+
+
+def _person_mask(rgb: np.ndarray, seg: Any | None) -> np.ndarray:
+    """`person_mask` with an open segmenter (None: GrabCut)."""
     img = np.ascontiguousarray(np.asarray(rgb)[..., :3])
     if img.dtype != np.uint8:
-        img = (np.clip(img.astype(np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
+        img = to_uint8(img.astype(np.float32))
     h, w = img.shape[:2]
     f = min(1.0, MAX_SIDE / max(h, w))
     small = cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA) \
         if f < 1 else img
-    with _segmenter() as seg:
-        if seg is None:
-            m = _grabcut_person(small)
-        else:
-            import mediapipe as mp
+    if seg is None:
+        m = _grabcut_person(small)
+    else:
+        import mediapipe as mp
 
-            result = seg.segment(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(small)))
-            m = np.asarray(result.confidence_masks[0].numpy_view(), np.float32).reshape(small.shape[:2])
+        result = seg.segment(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(small)))
+        m = np.asarray(result.confidence_masks[0].numpy_view(), np.float32).reshape(small.shape[:2])
     if f < 1:
         m = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
     return np.clip(m, 0.0, 1.0).astype(np.float32)

@@ -23,6 +23,7 @@ several faces, too few frames with a face (too short) or too little head rotatio
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -36,6 +37,7 @@ import numpy as np
 
 from stages.datasets.clip_annotations import ClipSpan
 from stages.errors import BadInput
+from stages.io import to_uint8
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -198,13 +200,14 @@ def sharpness(grey: np.ndarray, box: tuple[int, int, int, int]) -> float:
     return float(cv2.Laplacian(patch.astype(np.float32), cv2.CV_32F).var())
 
 
-def _segmenter() -> Callable[[np.ndarray], np.ndarray] | None:
-    """`stages.capture.segment.person_mask` (MediaPipe selfie segmentation, else GrabCut)."""
+def _segmenter() -> Callable[[], contextlib.AbstractContextManager] | None:
+    """`stages.capture.segment.person_masker` (MediaPipe selfie segmentation, else GrabCut): opened once per
+    clip, it yields the mask function for the clip's frames."""
     try:
-        from stages.capture.segment import person_mask
+        from stages.capture.segment import person_masker
     except ImportError:
         return None
-    return person_mask
+    return person_masker
 
 
 def _crop_one(region: np.ndarray, landmarks: np.ndarray, cam, settings: TrackSettings) -> dict:
@@ -319,21 +322,21 @@ def track_clip(path: Path, dest: Path, settings: TrackSettings, key: str, name: 
             meta["vfov_deg"], meta["residual_px"] = round(cams.vfov_deg, 2), round(cams.residual_overall_px, 3)
             drop = _outliers(cams, [k[1].landmarks for k in kept])
             meta["dropped_frames"] = int(drop.sum())
-            for j, (i, face, _, region, x0, y0) in enumerate(kept):
-                if drop[j]:
-                    continue
-                cam = _region_camera(cams, j, x0, y0, region.shape[1], region.shape[0])
-                row = _crop_one(region, face.landmarks - np.array([x0, y0, 0], np.float32), cam, settings)
-                row.update(frame=i, faces=1, code=face.blendshapes.astype(np.float32),
-                           residual=float(cams.residual_px[j]))
-                k = len(rows)
-                cv2.imwrite(str(tmp / "crops" / f"{k:05d}.jpg"), cv2.cvtColor(row["img"], cv2.COLOR_RGB2BGR),
-                            [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality])
-                if segment is not None:
-                    m = np.clip(segment(row["img"]) * row["valid"], 0, 1)
-                    cv2.imwrite(str(tmp / "masks" / f"{k:05d}.png"), (m * 255 + 0.5).astype(np.uint8))
-                del row["img"], row["valid"]
-                rows.append(row)
+            with segment() if segment is not None else contextlib.nullcontext(None) as mask_of:
+                for j, (i, face, _, region, x0, y0) in enumerate(kept):
+                    if drop[j]:
+                        continue
+                    cam = _region_camera(cams, j, x0, y0, region.shape[1], region.shape[0])
+                    row = _crop_one(region, face.landmarks - np.array([x0, y0, 0], np.float32), cam, settings)
+                    row.update(frame=i, faces=1, code=face.blendshapes.astype(np.float32),
+                               residual=float(cams.residual_px[j]))
+                    k = len(rows)
+                    cv2.imwrite(str(tmp / "crops" / f"{k:05d}.jpg"), cv2.cvtColor(row["img"], cv2.COLOR_RGB2BGR),
+                                [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality])
+                    if mask_of is not None:
+                        cv2.imwrite(str(tmp / "masks" / f"{k:05d}.png"), to_uint8(mask_of(row["img"]) * row["valid"]))
+                    del row["img"], row["valid"]
+                    rows.append(row)
     except BadInput as exc:
         meta["verdict"], meta["why"] = "unreadable", str(exc)
     if rows:
