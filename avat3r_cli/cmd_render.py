@@ -21,7 +21,7 @@ from avat3r_cli.common import (
     start_run,
 )
 from stages.errors import BadInput
-from stages.io import current_umask
+from stages.io import honour_umask
 
 
 def output_names(file_paths: list[str], cameras_path: Path) -> list[str]:
@@ -58,7 +58,7 @@ def depth_millimetres(depth: np.ndarray) -> np.ndarray:
 def publish(tmp: Path, target: Path) -> None:
     """Move a finished temporary folder's files into `target`; other files already there are left alone."""
     if not target.exists():
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700 whatever the umask
+        honour_umask(tmp, True)  # mkdtemp makes 0700 whatever the umask
         os.replace(tmp, target)
         return
     for src in sorted(tmp.rglob("*")):

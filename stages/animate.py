@@ -22,8 +22,6 @@ def framing(avatar: Avatar, size: int) -> tuple[float, float]:
     return radius, focal
 
 
-
-
 def camera_path(spec: str, n_frames: int, avatar: Avatar, size: int) -> Cameras:
     """`front`: a fixed frontal camera; `orbit`: a smooth swing of ±40° around the face; a path to a
     transforms.json: its cameras, cycled over the frames (frame i uses camera i mod F)."""

@@ -39,7 +39,7 @@ def current_umask() -> int:
     return mask
 
 
-def _honour_umask(path: Path, is_dir: bool) -> None:
+def honour_umask(path: Path, is_dir: bool) -> None:
     """mkstemp/mkdtemp create 0600/0700 whatever the umask; give renamed-into-place outputs the usual modes."""
     os.chmod(path, (0o777 if is_dir else 0o666) & ~current_umask())
 
@@ -95,7 +95,7 @@ def check_output_dir(target: str | Path, option: str = "output folder") -> None:
 
 def _write_manifest(folder: Path, names: set[str]) -> None:
     (folder / MANIFEST).write_text(json.dumps({"written_by": "avat3r", "entries": sorted(names)}) + "\n")
-    _honour_umask(folder / MANIFEST, False)
+    honour_umask(folder / MANIFEST, False)
 
 
 def _register_in_parent(target: Path) -> None:
@@ -165,7 +165,7 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
         with _errors_name(target, tmp_path):
             yield tmp_path
             if tmp_path.is_file():
-                _honour_umask(tmp_path, False)
+                honour_umask(tmp_path, False)
             os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
@@ -191,7 +191,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
         with _errors_name(target):
             yield tmp
         _write_manifest(tmp, {p.name for p in tmp.iterdir()})
-        _honour_umask(tmp, True)
+        honour_umask(tmp, True)
         if target.exists() and not _owned(target):  # only reached with --force (checked on entry)
             _merge_into(tmp, target)
         elif target.exists():

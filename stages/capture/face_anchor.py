@@ -20,7 +20,7 @@ import numpy as np
 from stages.capture.face_cameras import HEAD_CENTRE_CANONICAL, RIGID_IDS, canonical_mesh
 from stages.capture.imaging import opencv_K
 from stages.capture.sources import SourceView
-from stages.io import read_image
+from stages.io import read_image, to_uint8
 
 MIN_BASELINE = 0.1  # camera spread / face distance below which the scale is not observable
 MIN_FACE_PX = 20.0  # outer eye corners closer than this: too small to trust (and detector false positives)
@@ -42,8 +42,7 @@ def _view_pose(view: SourceView, lm) -> tuple[np.ndarray, np.ndarray] | None:  #
     """(head centre in the camera's OpenCV frame, metres; canonical -> camera rotation) or None without a face."""
     from stages.capture.face_source import _detect, face_size_px
 
-    img = view.image if view.image is not None else (np.clip(read_image(view.image_path)[..., :3], 0, 1) * 255
-                                                     + 0.5).astype(np.uint8)
+    img = view.image if view.image is not None else to_uint8(read_image(view.image_path)[..., :3])
     if img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
     det = _detect(lm, np.ascontiguousarray(img[..., :3]))

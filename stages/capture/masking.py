@@ -26,7 +26,7 @@ import numpy as np
 from stages.capture.imaging import SquareCrop
 from stages.capture.sources import SourceView
 from stages.errors import BadInput
-from stages.io import read_image
+from stages.io import read_image, to_uint8
 
 MASK_METHODS = ("auto", "alpha", "folder", "segment", "grabcut", "none")
 GRABCUT_MAX_SIDE = 512  # GrabCut runs on a copy at most this large: masks need no more detail, and it is slow
@@ -68,7 +68,7 @@ def source_mask(view: SourceView, img: np.ndarray, method: str, root: Path) -> t
         from stages.capture.segment import person_mask
 
         rgb = img[..., :3] if img.shape[2] >= 3 else np.repeat(img[..., :1], 3, axis=2)
-        return person_mask((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)), "segment"
+        return person_mask(to_uint8(rgb)), "segment"
     if method == "alpha" or (method == "auto" and has_alpha):
         if img.shape[2] != 4:
             raise BadInput("--mask alpha, but this photo has no alpha channel", view.image_path)
@@ -99,7 +99,7 @@ def grabcut_mask(rgb: np.ndarray, valid: np.ndarray, crop: SquareCrop, seed: int
     if not (seeds == cv2.GC_BGD).any() or not (seeds == cv2.GC_PR_FGD).any():
         raise BadInput("--mask grabcut needs some background around the head, but the head fills the photo; "
                        "supply masks (alpha or masks/) instead")
-    bgr = cv2.cvtColor((np.clip(small, 0, 1) * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR)
+    bgr = cv2.cvtColor(to_uint8(small), cv2.COLOR_RGB2BGR)
     cv2.setRNGSeed(int(seed))
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.grabCut(bgr, seeds, None, bgd, fgd, 5, cv2.GC_INIT_WITH_MASK)

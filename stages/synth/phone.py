@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from stages.cameras import Cameras, look_at, spherical_eye
-from stages.io import atomic_dir
+from stages.io import atomic_dir, to_uint8
 from stages.synth.capture import distinct_expressions
 from stages.synth.identity import sample_identity
 from stages.synth.render import render_head
@@ -76,7 +76,7 @@ def write_phone_capture(out: str | Path, seed: int = 11, quality: int = 88) -> l
             r = render_head(identity, exprs[i], cams[i], depth=False)
             rgb, a = r["rgb"][0].numpy(), r["alpha"][0].numpy()[..., None]
             bg = room_background(SIZE, seed * 100 + i)
-            photo = (np.clip(rgb * a + bg * (1 - a), 0, 1) * 255 + 0.5).astype(np.uint8)
+            photo = to_uint8(rgb * a + bg * (1 - a))
             name = f"IMG_{i + 1:04d}.jpg"
             iio.imwrite(tmp / name, photo, quality=quality)
             paths.append(Path(out) / name)
