@@ -120,11 +120,10 @@ class Scorer:
 
 
 def masked_psnr(pred: Tensor, gt: Tensor, masks: Tensor) -> float:
-    """Mean over images (N, 3, H, W) of the PSNR over the pixels where masks (N, H, W) > 0.5 (NaN if none)."""
-    m = (masks > 0.5).float()[:, None]
-    n = (m.sum((1, 2, 3)) * pred.shape[1])
-    mse = (((pred - gt) ** 2) * m).sum((1, 2, 3)) / n.clamp(min=1)
-    vals = [-10 * torch.log10(e.clamp(min=1e-10)).item() for e, k in zip(mse, n, strict=True) if k > 0]
+    """Mean over images (N, 3, H, W) of the PSNR over the pixels where masks (N, H, W) > 0.5, at most 100 dB;
+    images with an empty mask are left out (NaN if all are)."""
+    vals = psnr(pred, gt, mask=(masks > 0.5).float()).clamp(max=100.0)  # mse floor 1e-10
+    vals = vals[~torch.isnan(vals)].tolist()
     return float(np.mean(vals)) if vals else float("nan")
 
 
