@@ -89,14 +89,10 @@ def animate_cmd(
     if overlay:
         bg = (0.0, 0.0, 0.0)  # rendered over black = premultiplied colour, composited over the video below
     if match:
-        from stages.capture.match import match_driving
-        from stages.track.frames import open_frames
+        from stages.capture.match import match_driving_video
 
-        if int(driver.expression_dim) != 52:
-            raise BadInput(f"--driving produces ARKit-52 codes, but this avatar's expression space has "
-                           f"{driver.expression_dim} values")
-        source = open_frames(driving, fps)
-        matched = match_driving(source, smooth, progress=lambda it: rep.track(it, "tracking", total=source.count))
+        source, matched = match_driving_video(driving, driver.expression_dim, "avatar", fps, smooth,
+                                              lambda it, n: rep.track(it, "tracking", total=n))
         codes, cams, fps = matched.codes, matched.cameras, source.fps
         rep.log(f"driving cameras from the face: {matched.vfov_deg:.1f} deg vertical FOV, landmark "
                     f"reprojection {matched.residual_px:.2f} px RMS, face found in {int(matched.found.sum())} of "

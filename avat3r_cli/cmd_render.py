@@ -153,14 +153,10 @@ def render_cmd(
 
 def _driving_frames(video: Path, world, rep) -> tuple[list, list[str], list]:  # noqa: ANN001
     """(cameras, names, codes) per frame of a driving video, from its face (stages.capture.match)."""
-    from stages.capture.match import match_driving
-    from stages.track.frames import open_frames
+    from stages.capture.match import match_driving_video
 
-    if world.expression_dim != 52:
-        raise BadInput(f"--driving produces ARKit-52 codes, but this scene's expression space has "
-                       f"{world.expression_dim} values")
-    source = open_frames(video)
-    matched = match_driving(source, progress=lambda it: rep.track(it, "tracking", total=source.count))
+    _, matched = match_driving_video(video, world.expression_dim, "scene",
+                                     track=lambda it, n: rep.track(it, "tracking", total=n))
     n = len(matched.codes)
     return [matched.cameras[i] for i in range(n)], [f"{i:05d}.png" for i in range(n)], list(matched.codes)
 

@@ -179,6 +179,15 @@ def test_animate_match_overlay_keeps_the_video_around_the_avatar(tmp_path: Path)
     assert bad.exit_code == 2 and "--match" in bad.output
 
 
+def test_driving_a_model_of_another_expression_space_is_refused_before_tracking(tmp_path: Path) -> None:
+    from stages.capture.match import match_driving_video
+    from stages.errors import BadInput
+
+    for owner in ("avatar", "scene"):  # the video need not exist: the check comes first
+        with pytest.raises(BadInput, match=f"this {owner}'s expression space has 10 values"):
+            match_driving_video(tmp_path / "missing.mp4", 10, owner)
+
+
 def test_a_folder_of_many_frames_is_a_pool(tmp_path: Path) -> None:
     frames = tmp_path / "frames"
     frames.mkdir()

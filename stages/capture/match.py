@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -89,6 +90,22 @@ def match_driving(source: FrameSource, smooth: float = 1.0, max_side: int = 1024
 @dataclass
 class _Landmarks:
     landmarks: np.ndarray
+
+
+def match_driving_video(video: str | Path, expression_dim: int, owner: str, fps: float | None = None,
+                        smooth: float = 1.0, track: Callable[[Iterator, int], Iterator] | None = None
+                        ) -> tuple[FrameSource, MatchedDrive]:
+    """Open a driving video and match it (`match_driving`), for an `owner` ("avatar", "scene") whose expression
+    space must be ARKit-52; `track(frames, count)` reports progress. Shared by `animate --match` and
+    `render --driving`."""
+    from stages.track.frames import open_frames
+
+    if int(expression_dim) != 52:
+        raise BadInput(f"--driving produces ARKit-52 codes, but this {owner}'s expression space has "
+                       f"{expression_dim} values")
+    source = open_frames(video, fps)
+    progress = None if track is None else (lambda it: track(it, source.count))
+    return source, match_driving(source, smooth, progress=progress)
 
 
 def overlay(source: Iterator[np.ndarray], frames: Iterator[tuple[np.ndarray, np.ndarray]]
