@@ -46,3 +46,18 @@ def test_refuses_other_architectures_and_existing_output(tmp_path, capsys):
     assert main([str(tmp_path / "s2"), str(a), str(a), "--weights", "1,x"]) == 2
     assert main([str(tmp_path / "s3"), str(a)]) == 2
     assert not (tmp_path / "s2").exists() and not (tmp_path / "s3").exists()
+
+
+def test_a_checkpoint_whose_tensors_do_not_fit_its_config_is_bad_input(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from stages.model.checkpoint import FORMAT
+
+    _, model = _tiny(tmp_path / "a.safetensors", 0)
+    bigger = preset("tiny", width=128)  # the config says width 128, the tensors are width 64
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "liar.safetensors"),
+              metadata={"format": FORMAT, "config": bigger.to_json()})
+    liar = tmp_path / "liar.safetensors"
+    assert main([str(tmp_path / "soup"), str(liar), str(liar)]) == 2
+    assert "do not fit its own config" in capsys.readouterr().err
+    assert not (tmp_path / "soup").exists()

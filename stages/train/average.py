@@ -37,7 +37,10 @@ def average_checkpoints(paths: list[Path], weights: list[float] | None = None) -
     first_cfg: ModelConfig | None = None
     for path, w in zip(paths, weights, strict=True):
         state, meta = read_checkpoint(path)
-        cfg = ModelConfig.from_json(meta["config"])
+        try:
+            cfg = ModelConfig.from_json(meta["config"])
+        except (ValueError, TypeError, json.JSONDecodeError) as exc:
+            raise BadInput(f"its stored model config is unreadable ({str(exc).splitlines()[0]})", path) from exc
         if first_cfg is None:
             first_cfg = cfg
         elif cfg != first_cfg:
@@ -52,7 +55,10 @@ def average_checkpoints(paths: list[Path], weights: list[float] | None = None) -
             mean[k] = mean.get(k, torch.zeros(v.shape, dtype=torch.float32)) + v.float() * (w / total)
     assert first_cfg is not None
     model = Avat3rNet(first_cfg)
-    model.load_state_dict(mean)
+    try:
+        model.load_state_dict(mean)
+    except RuntimeError as exc:
+        raise BadInput(f"its tensors do not fit its own config ({str(exc).splitlines()[0]})", paths[0]) from exc
     sources = [{"checkpoint": str(p), "weight": w / total} for p, w in zip(paths, weights, strict=True)]
     return model, {"averaged_from": json.dumps(sources)}
 
