@@ -149,6 +149,22 @@ def test_cache_is_reused_and_keyed_by_settings(corpus, tracked):
     assert clip_key(corpus / "turning.mp4", other) != clip_key(corpus / "turning.mp4", SETTINGS)
 
 
+def test_a_fixed_field_of_view_gives_every_frame_that_camera(corpus, tmp_path):
+    """fov=F poses every frame at that vertical field of view (the real cases' head-pose convention, 63°)
+    instead of one focal solved per clip; caches tracked before the option keep their keys."""
+    from stages.errors import BadInput
+
+    assert "fov" not in SETTINGS.key()
+    fixed = TrackSettings(stride=1, max_frames=10, res=64, min_frames=6, fov=30.0)
+    assert '"fov": 30.0' in fixed.key()
+    index = track_corpus(corpus, tmp_path / "cache30", fixed)
+    assert index["clips"]["turning.mp4"]["vfov_deg"] == pytest.approx(30.0, abs=0.01)
+    with pytest.raises(BadInput, match="fov=2"):
+        TrackSettings(fov=2.0)
+    with pytest.raises(BadInput, match="fov=200"):
+        open_dataset(f"video:{corpus}?cache={tmp_path / 'other'}&fov=200", 64)
+
+
 def test_a_shrunk_cache_reads_alone(corpus, tracked, tmp_path):
     """A cache copied without its clips (to a GPU machine), at a smaller resolution, gives the same views."""
     from stages.datasets.video_track import shrink_cache

@@ -27,7 +27,7 @@ from stages.datasets.video_track import CACHE_NAME, TrackSettings, bar_progress,
 from stages.errors import BadInput
 
 SHARPNESS_FLOOR = 0.5  # evaluation skips frames below this share of the clip's median sharpness (motion blur)
-TRACK_OPTIONS = ("stride", "max_frames", "res", "head_radius", "min_frames", "min_spread")
+TRACK_OPTIONS = ("stride", "max_frames", "res", "head_radius", "min_frames", "min_spread", "fov")
 
 
 def _number(text: str, key: str, kind: type):
@@ -43,7 +43,7 @@ def _number(text: str, key: str, kind: type):
 class VideoDataset(HeadDataset):
     """Monocular clips under `root` (nested folders allowed), tracked into `cache=DIR` (default
     ROOT/.avat3r_video_cache). Options: cache, workers (tracking processes), stride, max_frames, res,
-    head_radius, min_frames, min_spread (see TrackSettings), source_part (share of a clip that evaluation draws
+    head_radius, min_frames, min_spread, fov (see TrackSettings), source_part (share of a clip that evaluation draws
     its inputs from, 0.6), min_sharpness (evaluation skips frames below this share of the clip's median
     sharpness, 0.5; 0 keeps all)."""
 

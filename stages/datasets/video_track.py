@@ -59,10 +59,18 @@ class TrackSettings:
     min_spread: float = 3.0  # degrees of head rotation spread below which a clip is "too static" (0: keep all)
     max_multi: float = 0.2  # share of frames with several faces above which a clip is skipped
     jpeg_quality: int = 95
+    fov: float = 0.0  # vertical field of view (degrees) of every frame's camera; 0: one focal solved per clip
     version: int = 3  # bump when the cache format or the tracking changes
 
+    def __post_init__(self) -> None:
+        if self.fov and not 5.0 <= self.fov <= 150.0:
+            raise BadInput(f"video tracking option fov={self.fov}: expected 0 (solve) or 5 to 150 degrees")
+
     def key(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        fields = asdict(self)
+        if not fields["fov"]:  # caches tracked before the option existed keep their keys
+            del fields["fov"]
+        return json.dumps(fields, sort_keys=True)
 
 
 def clip_sources(root: Path, skip: Path | None = None) -> dict[str, tuple[Path, ClipSpan | None]]:
@@ -318,7 +326,7 @@ def track_clip(path: Path, dest: Path, settings: TrackSettings, key: str, name: 
         if kept:
             from stages.capture.face_cameras import solve_face_cameras
 
-            cams = solve_face_cameras([k[1] for k in kept], [k[2] for k in kept])
+            cams = solve_face_cameras([k[1] for k in kept], [k[2] for k in kept], fov_deg=settings.fov or None)
             meta["vfov_deg"], meta["residual_px"] = round(cams.vfov_deg, 2), round(cams.residual_overall_px, 3)
             drop = _outliers(cams, [k[1].landmarks for k in kept])
             meta["dropped_frames"] = int(drop.sum())
@@ -520,8 +528,8 @@ def main(argv: list[str] | None = None) -> int:
         if f != "version":
             ap.add_argument("--" + f.replace("_", "-"), type=type(v), default=v)
     a = ap.parse_args(argv)
-    settings = TrackSettings(**{f: getattr(a, f) for f in asdict(TrackSettings()) if f != "version"})
     try:
+        settings = TrackSettings(**{f: getattr(a, f) for f in asdict(TrackSettings()) if f != "version"})
         index = track_corpus(a.root, a.cache, settings, a.workers, bar_progress, log=print)
     except BadInput as exc:
         print(f"error: {exc}")
