@@ -11,6 +11,7 @@ from stages.avatar import Avatar, create_avatar
 from stages.capture import read_capture
 from stages.errors import BadInput
 from stages.model.checkpoint import load_model
+from stages.model.network import gaussian_pixels
 
 
 def reconstruct(capture_dir: str | Path, checkpoint: str | Path | None = None, device: torch.device | str = "cpu",
@@ -33,16 +34,10 @@ def reconstruct(capture_dir: str | Path, checkpoint: str | Path | None = None, d
     fg = cap.masks > 0.5
     share = float(priors.conf[fg].ge(0.5).float().mean()) * 100 if fg.any() else 0.0
     threshold = cfg.conf_threshold if cfg.use_pos_prior else float("-inf")
-    kept = kept_gaussians(cap.masks, priors.conf, threshold)
+    kept = int(gaussian_pixels(cfg, cap.masks, priors.conf).sum())
     if stats is not None:
         stats["gaussians"] = kept
     log(f"priors: {priors.meta.get('backend', prior_backend)}, {share:.0f}% of the foreground confident; the model "
         f"keeps {kept:,} pixels as Gaussians (confidence >= {threshold:g})")
     feat = priors.feat if cfg.feat_dim > 0 else None
     return create_avatar(model, meta, cap.images, cap.masks, cap.cameras, priors.pos, priors.conf, feat)
-
-
-def kept_gaussians(masks: torch.Tensor, conf: torch.Tensor, conf_threshold: float) -> int:
-    """How many input pixels the network turns into Gaussians: inside the mask and at or above the model's
-    confidence threshold (the same rule as `stages.model.network`)."""
-    return int(masks.gt(0.5).logical_and(conf.ge(conf_threshold)).sum())

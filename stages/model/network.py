@@ -29,6 +29,13 @@ POS_SCALE = 4.0  # world metres → network units (a head spans about ±0.25 m)
 N_OUT = 14  # offset 3, rgb 3, opacity 1, scale 3, rotation 4
 
 
+def gaussian_pixels(cfg: ModelConfig, masks: Tensor, conf: Tensor) -> Tensor:
+    """Which input pixels become Gaussians: inside the mask and, with the positional prior, at or above the
+    model's confidence threshold (also what `reconstruct` reports as the avatar's Gaussian count)."""
+    fg = masks > 0.5
+    return fg & (conf >= cfg.conf_threshold) if cfg.use_pos_prior else fg
+
+
 class Attention(nn.Module):
     """Multi-head attention through fused SDPA; keys/values from `context` when given (cross-attention)."""
 
@@ -204,7 +211,7 @@ class Avat3rNet(nn.Module):
         if H != cfg.image_size or W != cfg.image_size:
             raise ValueError(f"the model takes {cfg.image_size}² inputs, got {W}x{H}")
         fg = masks > 0.5
-        keep = fg & (conf >= cfg.conf_threshold) if cfg.use_pos_prior else fg
+        keep = gaussian_pixels(cfg, masks, conf)
         with torch.autocast(images.device.type, enabled=False):  # ray geometry must stay float32
             o, d = cameras.to(images.device, torch.float32).rays(H, W)
         o, d = o.view(B, V, H, W, 3), d.view(B, V, H, W, 3)
