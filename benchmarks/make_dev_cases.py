@@ -92,11 +92,14 @@ def crop(image: np.ndarray, box: tuple[int, int, int], fill: float) -> np.ndarra
     return cv2.resize(out, (CROP, CROP), interpolation=cv2.INTER_AREA)
 
 
+def face_in_crop(landmarks: np.ndarray, box: tuple[int, int, int]) -> np.ndarray:
+    """uint8 0/255 face-hull mask of the CROP² crop `box` (the face_NNN.png files)."""
+    return (face_hull((landmarks[:, :2] - box[:2]) * (CROP / box[2]), CROP) * 255).astype(np.uint8)
+
+
 def person_and_face(mask_fn, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """uint8 0/255 person mask: segmenter > 0.5 or face hull, keeping the components that touch the face."""
-    h, w = rgb.shape[:2]
-    hull = cv2.fillConvexPoly(np.zeros((h, w), np.uint8),
-                              cv2.convexHull(np.round(landmarks[:, :2] - 0.5).astype(np.int32)), 1)
+    hull = face_hull(landmarks, rgb.shape[:2])
     person = ((mask_fn(rgb) > 0.5) | (hull > 0)).astype(np.uint8)
     n, labels = cv2.connectedComponents(person)
     touching = set(np.unique(labels[hull > 0]).tolist()) - {0}
@@ -148,12 +151,9 @@ def make_case(video: Path, out: Path, name: str) -> dict:
     tgt_frames, meta_targets, codes = [], [], []
     for j, i in enumerate(targets):
         box = crop_box(faces[i].landmarks)
-        x0, y0, side = box
-        s = CROP / side
         write_image(out / f"gt/{j:03d}.png", crop(frames[i], box, 255))
         write_image(out / f"gt/mask_{j:03d}.png", (crop(masks[i], box, 0) > 127).astype(np.uint8) * 255)
-        lm_crop = (faces[i].landmarks[:, :2] - [x0, y0]) * s
-        write_image(out / f"gt/face_{j:03d}.png", (face_hull(lm_crop, CROP) * 255).astype(np.uint8))
+        write_image(out / f"gt/face_{j:03d}.png", face_in_crop(faces[i].landmarks, box))
         tgt_frames.append({"file_path": f"gt/{j:03d}.png", **crop_intrinsics(fl, w, h, box),
                            "transform_matrix": c2w[i].tolist()})
         codes.append(faces[i].blendshapes.astype(np.float32))
@@ -163,12 +163,11 @@ def make_case(video: Path, out: Path, name: str) -> dict:
         nbox = crop_box(faces[ni].landmarks)
         rgba = np.concatenate([crop(frames[ni], nbox, 255), crop(masks[ni], nbox, 0)[..., None]], axis=-1)
         write_image(out / f"baseline/nearest_{j:03d}.png", rgba)
-        nlm = (faces[ni].landmarks[:, :2] - nbox[:2]) * (CROP / nbox[2])
-        write_image(out / f"baseline/nearest_face_{j:03d}.png", (face_hull(nlm, CROP) * 255).astype(np.uint8))
+        write_image(out / f"baseline/nearest_face_{j:03d}.png", face_in_crop(faces[ni].landmarks, nbox))
         meta_targets.append({"file": f"gt/{j:03d}.png", "frame": i, "nearest_input": near,
                              "nearest_angle_deg": round(to_inputs[near], 2),
                              "angles_to_inputs_deg": [round(a, 2) for a in to_inputs],
-                             "crop": {"x0": x0, "y0": y0, "side": side}})
+                             "crop": dict(zip(("x0", "y0", "side"), box, strict=True))})
     (out / "targets/transforms.json").write_text(json.dumps(
         {"camera_model": "OPENCV", "note": "same world as src/transforms.json; intrinsics of the 256x256 crops",
          "frames": tgt_frames}, indent=1))

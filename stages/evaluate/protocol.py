@@ -157,12 +157,13 @@ def capture_episode(capture_dir: Path) -> Episode:
                    identity_from_dict(meta.get("identity")), inputs.expressions)
 
 
-def face_hull(landmarks: np.ndarray, size: int) -> np.ndarray:
-    """(size, size) float32 mask of the convex hull of face landmarks (pixel-corner coordinates)."""
+def face_hull(landmarks: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """(size, size) — or (height, width) for a pair — float32 mask of the convex hull of face landmarks
+    (pixel-corner coordinates)."""
     import cv2
 
     hull = cv2.convexHull(np.round(np.asarray(landmarks, np.float64)[:, :2] - 0.5).astype(np.int32))
-    mask = np.zeros((size, size), np.uint8)
+    mask = np.zeros((size, size) if isinstance(size, int) else tuple(size), np.uint8)
     cv2.fillConvexPoly(mask, hull, 1)
     return mask.astype(np.float32)
 
