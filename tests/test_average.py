@@ -59,5 +59,5 @@ def test_a_checkpoint_whose_tensors_do_not_fit_its_config_is_bad_input(tmp_path,
               metadata={"format": FORMAT, "config": bigger.to_json()})
     liar = tmp_path / "liar.safetensors"
     assert main([str(tmp_path / "soup"), str(liar), str(liar)]) == 2
-    assert "do not fit its own config" in capsys.readouterr().err
+    assert "does not match its own config" in capsys.readouterr().err
     assert not (tmp_path / "soup").exists()

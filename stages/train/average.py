@@ -18,8 +18,7 @@ from pathlib import Path
 import torch
 
 from stages.errors import BadInput
-from stages.model.checkpoint import read_checkpoint, save_checkpoint
-from stages.model.config import ModelConfig
+from stages.model.checkpoint import load_model, save_checkpoint
 from stages.model.network import Avat3rNet
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -34,33 +33,23 @@ def average_checkpoints(paths: list[Path], weights: list[float] | None = None) -
         raise BadInput(f"--weights needs {len(paths)} non-negative numbers that do not all vanish")
     total = float(sum(weights))
     mean: dict[str, torch.Tensor] = {}
-    first_cfg: ModelConfig | None = None
+    first: Avat3rNet | None = None
     for path, w in zip(paths, weights, strict=True):
-        state, meta = read_checkpoint(path)
-        try:
-            cfg = ModelConfig.from_json(meta["config"])
-        except (ValueError, TypeError, json.JSONDecodeError) as exc:
-            raise BadInput(f"its stored model config is unreadable ({str(exc).splitlines()[0]})", path) from exc
-        if first_cfg is None:
-            first_cfg = cfg
-        elif cfg != first_cfg:
+        model, _ = load_model(path)  # refuses a checkpoint whose tensors do not fit its own config
+        if first is None:
+            first = model
+        elif model.cfg != first.cfg:
             raise BadInput(f"its model config differs from {paths[0]}'s; only one architecture can be averaged",
                            path)
-        if mean and set(state) != set(mean):
-            raise BadInput(f"its tensors differ from {paths[0]}'s", path)
-        for k, v in state.items():
+        for k, v in model.state_dict().items():
             if not v.is_floating_point():
                 mean.setdefault(k, v)
                 continue
             mean[k] = mean.get(k, torch.zeros(v.shape, dtype=torch.float32)) + v.float() * (w / total)
-    assert first_cfg is not None
-    model = Avat3rNet(first_cfg)
-    try:
-        model.load_state_dict(mean)
-    except RuntimeError as exc:
-        raise BadInput(f"its tensors do not fit its own config ({str(exc).splitlines()[0]})", paths[0]) from exc
+    assert first is not None
+    first.load_state_dict(mean)
     sources = [{"checkpoint": str(p), "weight": w / total} for p, w in zip(paths, weights, strict=True)]
-    return model, {"averaged_from": json.dumps(sources)}
+    return first, {"averaged_from": json.dumps(sources)}
 
 
 def main(argv: list[str] | None = None) -> int:
