@@ -61,6 +61,8 @@ def _train(out: Path, data: list[str] | None, set_: list[str] | None, init: Path
             _expression_space_of(spec, overrides)
     if prior not in ("builtin", "gt"):
         raise BadInput(f"--prior {prior}: expected builtin or gt")
+    if options["video_prior"] not in ("builtin", "facemesh"):
+        raise BadInput(f"--video-prior {options['video_prior']}: expected builtin or facemesh")
     if options["source"] not in ("pool", "fresh"):
         raise BadInput(f"--source {options['source']}: expected pool or fresh")
     if prior == "gt" and any(spec != "synth" for spec, _ in mix):

@@ -492,3 +492,50 @@ def test_malformed_annotations_name_the_file(tmp_path):
         parse_vfhq(tmp_path / "Clip+v+P0+C0+F1-9.txt")
     with pytest.raises(BadInput, match="VFHQ"):
         parse_vfhq(tmp_path / "X_annotion_time.txt")
+
+
+def test_face_landmarks_give_video_examples_the_test_time_facemesh_prior(corpus, tracked, tmp_path, capsys):
+    """`python -m stages.datasets.face_landmarks CACHE` stores each frame's landmarks (and the canonical face), so
+    `--video-prior facemesh` builds the prior of an input set without the landmarker, as `priors --backend
+    facemesh` builds it from the same images at test time."""
+    from stages.datasets.face_landmarks import main as landmarks_main
+    from stages.priors.face_prior import face_mesh_priors
+    from stages.train.data import collate, example_prior
+    from stages.train.video_data import VideoSource
+
+    cache = tmp_path / "cache"
+    shutil.copytree(corpus / "cache", cache)
+    spec = f"video:{cache}"  # the cache read alone, as on a GPU machine without the clips
+    with pytest.raises(BadInput, match="face_landmarks"):
+        VideoSource(spec, 128, 4, 3, seed=1, prior="facemesh")
+    assert landmarks_main([str(cache), "--size", "128"]) == 0
+    assert "landmarks of 2 clip(s) detected" in capsys.readouterr().out
+    assert landmarks_main([str(cache), "--size", "128"]) == 0  # a second run finds them done
+    assert "landmarks of 0 clip(s) detected (0 faces in 0 frames), 2 already done" in capsys.readouterr().out
+    src = VideoSource(spec, 128, 4, 3, seed=1, configs=2, prior="facemesh")
+    ex = src.example(0, 0, 0, torch.device("cpu"))
+    lms = ex["input_face_landmarks"]
+    assert len(lms) == 4 and sum(lm is not None for lm in lms) >= 2 and lms[0].shape == (468, 3)
+    pos, conf = example_prior(ex)
+    want_pos, want_conf, _, note = face_mesh_priors(ex["input_rgb"], ex["input_alpha"], ex["input_cameras"])
+    assert "face mesh: detected" in note
+    fg = ex["input_alpha"] > 0.5
+    # the same landmarks (stored as float16) give the same prior: well under a millimetre on the foreground
+    assert float((pos - want_pos).norm(dim=-1)[fg].median()) < 1e-3
+    assert float(((conf > 0.5) != (want_conf > 0.5))[fg].float().mean()) < 0.02
+    # the prior differs from the built-in one (which trusts far less of a clip's head) and is memoised by set
+    builtin_conf = example_prior({k: v for k, v in ex.items() if k != "input_face_landmarks"})[1]
+    assert float((conf > 0.5)[fg].float().mean()) > float((builtin_conf > 0.5)[fg].float().mean())
+    memo: dict = {}
+    batch = collate([ex], "builtin", None, memo)
+    assert torch.equal(batch.pos[0], pos) and ex["prior_key"] in memo
+
+
+def test_face_landmarks_tool_and_video_prior_refuse_bad_input(tmp_path, capsys):
+    from stages.datasets.face_landmarks import main as landmarks_main
+
+    assert landmarks_main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a video tracking cache" in err and str(tmp_path) in err
+    r = runner.invoke(app, ["train", "--video-prior", "dust", "--steps", "1", "--out", str(tmp_path / "run")])
+    assert r.exit_code == 2 and "--video-prior dust" in r.output and not (tmp_path / "run").exists()

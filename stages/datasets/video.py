@@ -131,6 +131,25 @@ class VideoDataset(HeadDataset):
         """(478, 2) face landmarks of timestep t in pixels of the size x size crop."""
         return self.track(subject)["landmarks"][t] * (self.size / self.settings.res)
 
+    def face_landmarks(self, subject: str, t: int) -> np.ndarray | None:
+        """(468, 3) landmarker output on timestep t's crop in pixels of the size x size crop, None where it found
+        no face. Needs `python -m stages.datasets.face_landmarks CACHE` (BadInput otherwise)."""
+        from stages.datasets.face_landmarks import LANDMARKS_FILE, load_clip_landmarks
+
+        found = load_clip_landmarks(self.folder(subject))
+        if found is None:
+            raise BadInput(f"clip {subject} has no {LANDMARKS_FILE}; run python -m stages.datasets.face_landmarks "
+                           "on the cache first", self.folder(subject))
+        lms, size = found
+        lm = lms[t]
+        return None if not np.isfinite(lm).all() else lm * (self.size / size)
+
+    def canonical_face(self):
+        """The canonical face the cache carries (see stages.datasets.face_landmarks), or None."""
+        from stages.datasets.face_landmarks import load_canonical_face_file
+
+        return load_canonical_face_file(self.cache)
+
     def load(self, subject: str, t: int, cam_idx: int = 0) -> tuple[np.ndarray, np.ndarray]:
         import cv2
 

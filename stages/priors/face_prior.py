@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -30,6 +31,7 @@ from stages.cameras import Cameras
 from stages.errors import BadInput
 from stages.priors.builtin import BuiltinSettings, builtin_priors
 from stages.priors.fill import push_pull
+from stages.track.canonical_face import CanonicalFace
 
 
 @dataclass(frozen=True)
@@ -63,13 +65,14 @@ def landmarker_status(model: Path | None = None) -> tuple[Path | None, str]:
 
 
 def mesh_guide(images: Tensor, cameras: Cameras, masks: Tensor, settings: FaceMeshSettings,
-               model: Path | None = None) -> tuple[tuple[Tensor, Tensor] | None, str]:
+               model: Path | None = None, landmarks: list[np.ndarray | None] | None = None,
+               face: CanonicalFace | None = None) -> tuple[tuple[Tensor, Tensor] | None, str]:
     """The rasterised face mesh of every view as a builtin guide (ray distance, valid), and a note."""
     from stages.priors.facemesh import face_mesh
     from stages.priors.raster import rasterize_depth
     from stages.priors.sweep import box_filter
 
-    mesh = face_mesh(images, cameras, model, settings.smooth, settings.min_facing)
+    mesh = face_mesh(images, cameras, model, settings.smooth, settings.min_facing, landmarks, face)
     if mesh is None:
         return None, "face mesh: fewer than two views show a face; hull and sweep only"
     t, hit = rasterize_depth(cameras, mesh.vertices.to(images.device, torch.float32),
@@ -100,18 +103,21 @@ def parallax_deg(cameras: Cameras, t: Tensor, valid: Tensor) -> Tensor:
 
 def face_mesh_priors(images: Tensor, masks: Tensor, cameras: Cameras, settings: FaceMeshSettings | None = None,
                      builtin: BuiltinSettings | None = None, steps: Callable[[str], None] | None = None,
-                     model: Path | None = None) -> tuple[Tensor, Tensor, dict[str, Tensor], str]:
+                     model: Path | None = None, landmarks: list[np.ndarray | None] | None = None,
+                     face: CanonicalFace | None = None) -> tuple[Tensor, Tensor, dict[str, Tensor], str]:
     """Positional maps (V, H, W, 3), confidences (V, H, W), the built-in diagnostics plus 'mesh' (the guide's
-    valid pixels), and a one-line note on the face mesh (or why there is none)."""
+    valid pixels), and a one-line note on the face mesh (or why there is none). With `landmarks` and `face`
+    given (detected beforehand, as training data carries them) the landmarker is not needed."""
     s = settings or FaceMeshSettings()
     note = steps or (lambda name: None)
-    path, why = landmarker_status(model)
+    given = landmarks is not None and face is not None
+    path, why = (model, "") if given else landmarker_status(model)
     guide = None
-    if path is None:
+    if path is None and not given:
         message = f"face mesh skipped ({why}); hull and sweep only"
     else:
         note("face mesh")
-        guide, message = mesh_guide(images, cameras, masks, s, path)
+        guide, message = mesh_guide(images, cameras, masks, s, path, landmarks, face)
     note(message)
     pos, conf, info = builtin_priors(images, masks, cameras, builtin, steps=steps, guide=guide)
     fg = masks > 0.5

@@ -129,21 +129,25 @@ def view_meshes(world: Tensor, landmarks: list[np.ndarray | None], cameras: Came
 
 
 def face_mesh(images: Tensor, cameras: Cameras, model: Path | None = None, smooth: float = 0.3,
-              min_facing: float = 0.15) -> FaceMesh | None:
-    """Detect, fit and place the face mesh of every view; None when fewer than two views show a face."""
-    from stages.track.landmarker import landmarker_model_path
+              min_facing: float = 0.15, landmarks: list[np.ndarray | None] | None = None,
+              face: CanonicalFace | None = None) -> FaceMesh | None:
+    """Detect, fit and place the face mesh of every view; None when fewer than two views show a face.
+    `landmarks` (per view (468, 3) in the images' pixels, or None) and `face` skip the landmarker: training
+    data carries landmarks detected beforehand, on machines without mediapipe."""
+    if face is None or landmarks is None:
+        from stages.track.landmarker import landmarker_model_path
 
-    path = landmarker_model_path(model)
-    face = load_canonical_face(str(path))
-    lms = detect_landmarks(images, path)
-    fit = fit_world_mesh(lms, cameras, face, smooth, min_facing)
+        path = landmarker_model_path(model)
+        face = face if face is not None else load_canonical_face(str(path))
+        landmarks = landmarks if landmarks is not None else detect_landmarks(images, path)
+    fit = fit_world_mesh(landmarks, cameras, face, smooth, min_facing)
     if fit is None:
         return None
     world, _ = fit
-    verts = view_meshes(world, lms, cameras)
-    residual = _residual_px(world, lms, cameras.to("cpu", torch.float64))
+    verts = view_meshes(world, landmarks, cameras)
+    residual = _residual_px(world, landmarks, cameras.to("cpu", torch.float64))
     return FaceMesh(verts.to(cameras.c2w), torch.as_tensor(face.triangles, device=cameras.c2w.device),
-                    [lm is not None for lm in lms], residual)
+                    [lm is not None for lm in landmarks], residual)
 
 
 def _residual_px(world: Tensor, landmarks: list[np.ndarray | None], cameras: Cameras) -> float:

@@ -55,6 +55,8 @@ class TrainConfig:
     pool_configs: int = opt(6, "Input configurations (views + timesteps, with their prior) per pooled subject, "
                           "and fixed input sets per video clip (their prior computed once; 0: fresh inputs "
                           "and prior every example).")
+    video_prior: str = opt("builtin", "Prior of video examples: builtin, or facemesh (the face-mesh backend, from "
+                                      "the landmarks `python -m stages.datasets.face_landmarks CACHE` stores).")
     video_expr_regions: bool = opt(False, "Video examples: apply the expression-region L1 (--expr-weight) to "
                                           "the mouth and eyes found by their landmarks.")
     recipe: str = opt("", "Training-data recipe for the synthetic pool (stages.train.recipe): '' = the original "

@@ -71,6 +71,19 @@ def builtin_prior(images: Tensor, masks: Tensor, cameras: Cameras) -> tuple[Tens
     return pri.pos.to(images.device), pri.conf.to(images.device)
 
 
+def example_prior(ex: dict) -> tuple[Tensor, Tensor]:
+    """The prior of one example's inputs: the face-mesh backend where the example carries landmarks detected
+    beforehand (`priors --backend facemesh` at test time), else the built-in one."""
+    if ex.get("input_face_landmarks") is None:
+        return builtin_prior(ex["input_rgb"], ex["input_alpha"], ex["input_cameras"])
+    from stages.priors.face_prior import face_mesh_priors
+
+    images = ex["input_rgb"]
+    pos, conf, _, _ = face_mesh_priors(images, ex["input_alpha"], ex["input_cameras"],
+                                       landmarks=ex["input_face_landmarks"], face=ex["canonical_face"])
+    return pos.float().to(images.device), conf.float().to(images.device)
+
+
 class SynthSource:
     """Synthetic heads drawn on the fly: example i of step s is a pure function of (seed, s, rank, i), so a
     resumed run sees exactly the data it would have seen."""
@@ -342,12 +355,12 @@ def collate(examples: list[dict], prior: str, generator: torch.Generator | None 
             p, c = ex["prior_pos"], ex["prior_conf"]
         elif memo is not None and key is not None:
             if key not in memo:
-                memo[key] = builtin_prior(ex["input_rgb"], ex["input_alpha"], ex["input_cameras"])
+                memo[key] = example_prior(ex)
             p, c = memo[key]
         elif prior == "gt":
             p, c = gt_prior(ex["input_depth"], ex["input_alpha"], ex["input_cameras"], generator)
         else:
-            p, c = builtin_prior(ex["input_rgb"], ex["input_alpha"], ex["input_cameras"])
+            p, c = example_prior(ex)
         poss.append(p)
         confs.append(c)
     return Batch(

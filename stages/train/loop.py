@@ -132,7 +132,7 @@ def make_source(cfg: TrainConfig, size: int, mix: list[tuple[str, float]], recip
     def one(spec: str):
         if spec != "synth" and is_video(spec):
             return VideoSource(spec, size, cfg.n_inputs, cfg.n_supervision, cfg.seed, configs=cfg.pool_configs,
-                               expr_regions=cfg.video_expr_regions)
+                               expr_regions=cfg.video_expr_regions, prior=cfg.video_prior)
         if spec != "synth":
             return DiskSource(spec, size, cfg.n_inputs, cfg.n_supervision, cfg.seed,
                               consistent_inputs=cfg.consistent_inputs)

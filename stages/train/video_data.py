@@ -93,7 +93,7 @@ class VideoSource:
     """Examples from a `video:DIR` dataset; example i of step s is a pure function of (seed, s, rank, i)."""
 
     def __init__(self, data, size: int, n_inputs: int, n_supervision: int, seed: int, split: str = "train",
-                 configs: int = 0, expr_regions: bool = False):
+                 configs: int = 0, expr_regions: bool = False, prior: str = "builtin"):
         from stages.datasets import open_dataset
         from stages.datasets.video import VideoDataset
 
@@ -102,6 +102,12 @@ class VideoSource:
             raise BadInput("not a video:DIR dataset", getattr(self.dataset, "root", None))
         self.size, self.seed, self.n_inputs, self.n_supervision = size, seed, n_inputs, n_supervision
         self.configs, self.expr_regions = configs, expr_regions
+        self.face = None  # the canonical face, when video examples get the face-mesh prior
+        if prior == "facemesh":
+            self.face = self.dataset.canonical_face()
+            if self.face is None:
+                raise BadInput("--video-prior facemesh needs the cache's landmarks: run python -m "
+                               "stages.datasets.face_landmarks on it first", self.dataset.cache)
         self.names = self.dataset.subjects(split) or (self.dataset.subjects("all") if split == "train" else [])
         if not self.names:
             raise BadInput(f"no usable clips in split '{split}' (see {self.dataset.cache / 'index.json'})",
@@ -151,6 +157,8 @@ class VideoSource:
             "target_cameras": Cameras.cat([self.dataset.cameras(name, t) for t in targets]).to(device),
             "target_expr": codes[0].to(device), "target_codes": codes.to(device), "shift_tolerant": True,
             **({"prior_key": f"video:{name}:{config}"} if config is not None else {}),
+            **({"input_face_landmarks": [self.dataset.face_landmarks(name, t) for t in inputs],
+                "canonical_face": self.face} if self.face is not None else {}),
             **({"target_expr_mask": torch.from_numpy(np.stack([
                 expression_regions(self.dataset.landmarks(name, t), self.size) for t in targets])).to(device)}
                if self.expr_regions else {}),

