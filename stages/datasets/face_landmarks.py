@@ -19,42 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stages.datasets.landmark_store import LANDMARKS_FILE, load_clip_landmarks, save_canonical_face, save_npz
 from stages.errors import BadInput
-from stages.track.canonical_face import MESH_VERTICES, CanonicalFace
-
-LANDMARKS_FILE = "face_landmarks.npz"
-CANONICAL_FILE = "canonical_face.npz"
-
-
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    """Write through a temporary file so an interrupted run leaves no partial file."""
-    tmp = path.with_name(path.name + ".partial.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
-
-
-def save_canonical_face(face: CanonicalFace, cache: Path) -> Path:
-    path = Path(cache) / CANONICAL_FILE
-    _save_npz(path, vertices=face.vertices.astype(np.float32), triangles=face.triangles.astype(np.int32))
-    return path
-
-
-def load_canonical_face_file(cache: Path) -> CanonicalFace | None:
-    """The canonical face a cache carries, or None when it has none."""
-    path = Path(cache) / CANONICAL_FILE
-    if not path.is_file():
-        return None
-    with np.load(path) as z:
-        return CanonicalFace(z["vertices"].astype(np.float64), z["triangles"].astype(np.int64))
-
-
-def load_clip_landmarks(folder: Path) -> tuple[np.ndarray, int] | None:
-    """(landmarks (T, 468, 3) float32 with NaN rows, size) of a clip folder, or None when not detected yet."""
-    path = Path(folder) / LANDMARKS_FILE
-    if not path.is_file():
-        return None
-    with np.load(path) as z:
-        return z["landmarks"].astype(np.float32), int(z["size"])
+from stages.track.canonical_face import MESH_VERTICES
 
 
 def detect_clip(dataset, name: str, model: Path | None = None) -> np.ndarray:
@@ -95,7 +62,7 @@ def add_face_landmarks(cache: Path, size: int = 256, model: Path | None = None, 
             summary["skipped"] += 1
             continue
         lms = detect_clip(dataset, name, path)
-        _save_npz(folder / LANDMARKS_FILE, landmarks=lms.astype(np.float16), size=np.int32(size))
+        save_npz(folder / LANDMARKS_FILE, landmarks=lms.astype(np.float16), size=np.int32(size))
         faces = int(np.isfinite(lms[:, 0, 0]).sum())
         summary["done"] += 1
         summary["frames"] += len(lms)

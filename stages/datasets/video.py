@@ -134,7 +134,7 @@ class VideoDataset(HeadDataset):
     def face_landmarks(self, subject: str, t: int) -> np.ndarray | None:
         """(468, 3) landmarker output on timestep t's crop in pixels of the size x size crop, None where it found
         no face. Needs `python -m stages.datasets.face_landmarks CACHE` (BadInput otherwise)."""
-        from stages.datasets.face_landmarks import LANDMARKS_FILE, load_clip_landmarks
+        from stages.datasets.landmark_store import LANDMARKS_FILE, load_clip_landmarks
 
         found = load_clip_landmarks(self.folder(subject))
         if found is None:
@@ -145,8 +145,8 @@ class VideoDataset(HeadDataset):
         return None if not np.isfinite(lm).all() else lm * (self.size / size)
 
     def canonical_face(self):
-        """The canonical face the cache carries (see stages.datasets.face_landmarks), or None."""
-        from stages.datasets.face_landmarks import load_canonical_face_file
+        """The canonical face the cache carries (see stages.datasets.landmark_store), or None."""
+        from stages.datasets.landmark_store import load_canonical_face_file
 
         return load_canonical_face_file(self.cache)
 
