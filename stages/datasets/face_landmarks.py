@@ -41,7 +41,6 @@ def detect_clip(dataset, name: str, model: Path | None = None) -> np.ndarray:
 def add_face_landmarks(cache: Path, size: int = 256, model: Path | None = None, log=print) -> dict:
     """Detect and store every usable clip's landmarks; returns {clips, done, skipped, frames, faces}."""
     from stages.datasets import open_dataset
-    from stages.datasets.video import VideoDataset
     from stages.track.canonical_face import load_canonical_face
     from stages.track.landmarker import landmarker_model_path
 
@@ -50,8 +49,6 @@ def add_face_landmarks(cache: Path, size: int = 256, model: Path | None = None, 
         raise BadInput("not a video tracking cache (no index.json)", cache)
     path = landmarker_model_path(model)
     dataset = open_dataset(f"video:{cache}", size)
-    if not isinstance(dataset, VideoDataset):
-        raise BadInput("not a video tracking cache", cache)
     save_canonical_face(load_canonical_face(str(path)), cache)
     names = dataset.all_subjects()
     summary = {"clips": len(names), "done": 0, "skipped": 0, "frames": 0, "faces": 0}

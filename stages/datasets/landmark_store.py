@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stages.io import atomic_path
 from stages.track.canonical_face import CanonicalFace
 
 LANDMARKS_FILE = "face_landmarks.npz"
@@ -14,10 +15,9 @@ CANONICAL_FILE = "canonical_face.npz"
 
 
 def save_npz(path: Path, **arrays: np.ndarray) -> None:
-    """Write through a temporary file so an interrupted run leaves no partial file."""
-    tmp = path.with_name(path.name + ".partial.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    """Write through a temporary file (stages.io.atomic_path), so an interrupted run leaves no partial file."""
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **arrays)
 
 
 def save_canonical_face(face: CanonicalFace, cache: Path) -> Path:

@@ -23,6 +23,7 @@ import torch
 
 from stages.cameras import Cameras
 from stages.datasets.base import HeadDataset
+from stages.datasets.landmark_store import LANDMARKS_FILE, load_canonical_face_file, load_clip_landmarks
 from stages.datasets.video_track import CACHE_NAME, TrackSettings, bar_progress, summary_line, track_corpus
 from stages.errors import BadInput
 
@@ -134,20 +135,12 @@ class VideoDataset(HeadDataset):
     def face_landmarks(self, subject: str, t: int) -> np.ndarray | None:
         """(468, 3) landmarker output on timestep t's crop in pixels of the size x size crop, None where it found
         no face. Needs `python -m stages.datasets.face_landmarks CACHE` (BadInput otherwise)."""
-        from stages.datasets.landmark_store import LANDMARKS_FILE, load_clip_landmarks
-
-        found = load_clip_landmarks(self.folder(subject))
-        if found is None:
-            raise BadInput(f"clip {subject} has no {LANDMARKS_FILE}; run python -m stages.datasets.face_landmarks "
-                           "on the cache first", self.folder(subject))
-        lms, size = found
+        lms, size = _load_face_landmarks(str(self.folder(subject)))
         lm = lms[t]
         return None if not np.isfinite(lm).all() else lm * (self.size / size)
 
     def canonical_face(self):
         """The canonical face the cache carries (see stages.datasets.landmark_store), or None."""
-        from stages.datasets.landmark_store import load_canonical_face_file
-
         return load_canonical_face_file(self.cache)
 
     def load(self, subject: str, t: int, cam_idx: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -222,6 +215,17 @@ def farthest_rotations(rotations: np.ndarray, k: int, first: int = 0) -> list[in
         dist = np.minimum(dist, np.arccos(np.clip(d @ d[nxt], -1, 1)))
         dist[chosen] = -1
     return sorted(chosen)
+
+
+@lru_cache(maxsize=256)
+def _load_face_landmarks(folder: str) -> tuple[np.ndarray, int]:
+    """A clip's stored landmarks and their size (cached per process: every video example reads 4 frames'
+    worth); BadInput, which is not cached, while the clip has none."""
+    found = load_clip_landmarks(Path(folder))
+    if found is None:
+        raise BadInput(f"no {LANDMARKS_FILE}; run python -m stages.datasets.face_landmarks on the cache first",
+                       folder)
+    return found
 
 
 @lru_cache(maxsize=256)
