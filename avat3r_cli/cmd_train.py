@@ -63,6 +63,13 @@ def _train(out: Path, data: list[str] | None, set_: list[str] | None, init: Path
         raise BadInput(f"--prior {prior}: expected builtin or gt")
     if options["video_prior"] not in ("builtin", "facemesh"):
         raise BadInput(f"--video-prior {options['video_prior']}: expected builtin or facemesh")
+    if not 0 <= options["input_view_targets"] <= min(options["n_inputs"], options["n_supervision"]):
+        raise BadInput(f"--input-view-targets {options['input_view_targets']}: expected 0 to "
+                       f"{min(options['n_inputs'], options['n_supervision'])} (at most the inputs and the "
+                       "supervision views)")
+    if options["input_view_targets"] and options["source"] == "fresh" and any(s == "synth" for s, _ in mix):
+        raise BadInput("--input-view-targets needs --source pool for synthetic data (fresh heads render no view "
+                       "at the input cameras)")
     if options["source"] not in ("pool", "fresh"):
         raise BadInput(f"--source {options['source']}: expected pool or fresh")
     if prior == "gt" and any(spec != "synth" for spec, _ in mix):

@@ -220,3 +220,19 @@ def test_tiny_training_run_with_the_wide_recipe(sphere, tmp_path):
     saved = TrainConfig.from_json((tmp_path / "run" / "train_config.json").read_text())
     assert saved.recipe == "wide"
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_input_view_targets_supervise_the_pool_at_its_input_cameras(sphere):
+    from stages.train.data import with_input_views
+
+    g = torch.Generator().manual_seed(3)
+    state = g.get_state()
+    assert with_input_views([5, 6, 7], [0, 1], 0, g) == [5, 6, 7] and torch.equal(g.get_state(), state)
+    picked = with_input_views([5, 6, 7], [0, 1], 2, g)
+    assert sorted(picked[:2]) == [0, 1] and picked[2:] == [5]
+    pool = SynthPool(32, 4, 8, 5, slots=1, timesteps=3, cameras=16, lifetime=10**9, prior="gt", configs=1,
+                     input_view_targets=3)
+    ex, plain = pool.example(0, 0, 0, CPU), example("")[0]
+    assert same(ex["input_rgb"], plain["input_rgb"]) and ex["target_rgb"].shape == plain["target_rgb"].shape
+    on_input = [k for k in range(8) if any(same(ex["target_cameras"].c2w[k], c) for c in ex["input_cameras"].c2w)]
+    assert on_input == [0, 1, 2]

@@ -539,3 +539,28 @@ def test_face_landmarks_tool_and_video_prior_refuse_bad_input(tmp_path, capsys):
     assert "not a video tracking cache" in err and str(tmp_path) in err
     r = runner.invoke(app, ["train", "--video-prior", "dust", "--steps", "1", "--out", str(tmp_path / "run")])
     assert r.exit_code == 2 and "--video-prior dust" in r.output and not (tmp_path / "run").exists()
+
+
+def test_input_view_targets_put_input_frames_among_the_targets(corpus, tracked):
+    from stages.train.video_data import VideoSource
+
+    spec = f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}"
+    plain = VideoSource(spec, 32, 4, 3, seed=1).example(0, 0, 0, torch.device("cpu"))
+    src = VideoSource(spec, 32, 4, 3, seed=1, input_view_targets=2)
+    ex = src.example(0, 0, 0, torch.device("cpu"))
+    assert torch.equal(ex["input_rgb"], plain["input_rgb"])  # the inputs do not change, only the targets
+    assert ex["target_rgb"].shape == plain["target_rgb"].shape
+    # the first two targets are two different input frames, each with its own camera; the third is another frame
+    for k in range(2):
+        hits = [i for i in range(4) if torch.equal(ex["target_rgb"][k], ex["input_rgb"][i])]
+        assert hits and torch.equal(ex["target_cameras"].c2w[k], ex["input_cameras"].c2w[hits[0]])
+        assert torch.equal(ex["target_codes"][k], ex["input_expr"][hits[0]])
+    assert not torch.equal(ex["target_rgb"][0], ex["target_rgb"][1])
+    assert not any(torch.equal(ex["target_rgb"][2], ex["input_rgb"][i]) for i in range(4))
+
+
+def test_cli_train_refuses_more_input_view_targets_than_inputs(corpus, tracked, tmp_path):
+    spec = f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}"
+    r = runner.invoke(app, ["train", "--data", spec, "--input-view-targets", "5", "--out", str(tmp_path / "r"),
+                            "--steps", "1", "--quiet"])
+    assert r.exit_code == 2 and "--input-view-targets 5" in r.output and not (tmp_path / "r").exists()

@@ -148,12 +148,11 @@ def yaw_pitch(det) -> tuple[float, float]:  # noqa: ANN001
 
 def farthest_on_pose(angles: np.ndarray, k: int) -> list[int]:
     """k indices spread over (yaw, pitch): the most frontal first, then the farthest from all chosen."""
-    chosen = [int(np.argmin(np.abs(angles).sum(1)))]
-    while len(chosen) < min(k, len(angles)):
-        d = np.min(np.linalg.norm(angles[:, None] - angles[chosen][None], axis=2), axis=1)
-        d[chosen] = -1
-        chosen.append(int(np.argmax(d)))
-    return sorted(chosen)
+    from stages.farthest import farthest_point_order
+
+    first = int(np.argmin(np.abs(angles).sum(1)))
+    return sorted(farthest_point_order(len(angles), k, first,
+                                       lambda i: np.linalg.norm(angles - angles[i], axis=1)))
 
 
 def _video_frames(path: Path, stride_target: int) -> Iterator[tuple[int, np.ndarray]]:

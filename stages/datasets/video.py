@@ -204,17 +204,10 @@ def _stderr(message: str) -> None:
 def farthest_rotations(rotations: np.ndarray, k: int, first: int = 0) -> list[int]:
     """k indices spread over head rotations by farthest-point sampling on viewing directions (starting at
     `first`); ties resolve to the earliest frame, so the choice is deterministic."""
+    from stages.farthest import farthest_point_order
+
     d = -np.asarray(rotations)[:, :, 2]
-    chosen = [first]
-    dist = np.arccos(np.clip(d @ d[first], -1, 1))
-    while len(chosen) < min(k, len(d)):
-        nxt = int(np.argmax(dist))
-        if dist[nxt] <= 0 and len(chosen) < len(d):  # all remaining equal: take them in time order
-            nxt = next(i for i in range(len(d)) if i not in chosen)
-        chosen.append(nxt)
-        dist = np.minimum(dist, np.arccos(np.clip(d @ d[nxt], -1, 1)))
-        dist[chosen] = -1
-    return sorted(chosen)
+    return sorted(farthest_point_order(len(d), k, first, lambda i: np.arccos(np.clip(d @ d[i], -1, 1))))
 
 
 @lru_cache(maxsize=256)

@@ -38,13 +38,9 @@ def capture_cameras(n: int, size: int, generator: torch.Generator, radius: float
 def farthest_views(directions: Tensor, k: int, generator: torch.Generator) -> list[int]:
     """k-farthest viewpoint sampling: a random first view, then repeatedly the view whose direction is
     farthest (in angle) from all chosen ones."""
+    from stages.farthest import farthest_point_order
+
     d = directions / directions.norm(dim=-1, keepdim=True)
     n = d.shape[0]
     first = int(torch.randint(0, n, (1,), generator=generator))
-    chosen = [first]
-    best = (d @ d[first]).clamp(-1, 1).acos()
-    for _ in range(min(k, n) - 1):
-        nxt = int(best.argmax())
-        chosen.append(nxt)
-        best = torch.minimum(best, (d @ d[nxt]).clamp(-1, 1).acos())
-    return chosen
+    return farthest_point_order(n, k, first, lambda i: (d @ d[i]).clamp(-1, 1).acos().cpu().numpy())

@@ -44,6 +44,9 @@ class TrainConfig:
     lpips_after: int = opt(-1, "Add LPIPS to the loss from this step (-1: never).")
     prior: str = opt("builtin", "Positional prior in training: builtin (as at test time) or gt (ground-truth "
                                 "depth + noise; synthetic only).")
+    input_view_targets: int = opt(0, "Supervision views taken at the input cameras: synthetic and studio data "
+                                     "at the target expression, video the input frames themselves (0: none, as "
+                                     "the paper; targets then never sit at an input camera).")
     consistent_inputs: bool = opt(False, "Ablation: inputs at the target expression instead of other timesteps.")
     n_cameras: int = opt(32, "Synthetic studio size (--source fresh).")
     source: str = opt("pool", "Synthetic data: pool (a bank of pre-rendered subjects reused for many steps) or "

@@ -84,6 +84,18 @@ def example_prior(ex: dict) -> tuple[Tensor, Tensor]:
     return pos.float().to(images.device), conf.float().to(images.device)
 
 
+def with_input_views(targets: list, inputs: list, k: int, g: torch.Generator) -> list:
+    """`k` of the inputs (drawn with `g`) in front of `targets`, which then keep only their first
+    n - k entries: supervision at the input cameras teaches the network to reproduce what it was shown (the
+    targets otherwise never sit at an input camera, and blur there costs nothing in training). k = 0 returns
+    `targets` unchanged and draws nothing, so older runs see exactly their old data."""
+    if k <= 0:
+        return targets
+    k = min(k, len(inputs), len(targets))
+    chosen = [inputs[i] for i in torch.randperm(len(inputs), generator=g)[:k].tolist()]
+    return chosen + targets[: len(targets) - k]
+
+
 class SynthSource:
     """Synthetic heads drawn on the fly: example i of step s is a pure function of (seed, s, rank, i), so a
     resumed run sees exactly the data it would have seen."""
@@ -118,13 +130,14 @@ class SynthPool:
     def __init__(self, size: int, n_inputs: int, n_supervision: int, seed: int, slots: int = 32,
                  timesteps: int = 8, cameras: int = 16, lifetime: int = 400, consistent_inputs: bool = False,
                  prior: str = "builtin", configs: int = 6, recipe: Recipe | None = None,
-                 recipe_share: float = 1.0):
+                 recipe_share: float = 1.0, input_view_targets: int = 0):
         if cameras < n_inputs + n_supervision:
             raise ValueError("the studio needs at least n_inputs + n_supervision cameras")
         self.size, self.n_inputs, self.n_supervision, self.seed = size, n_inputs, n_supervision, seed
         self.slots, self.timesteps, self.cameras, self.lifetime = slots, timesteps, cameras, lifetime
         self.consistent, self.prior, self.configs = consistent_inputs, prior, configs
         self.recipe, self.recipe_share = recipe or Recipe(), recipe_share
+        self.input_view_targets = input_view_targets
         self._cache: dict[int, tuple[int, dict]] = {}
         self.built = 0
 
@@ -205,6 +218,7 @@ class SynthPool:
         cams: Cameras = s["cameras"]
         rest = [c for c in range(len(cams)) if c not in cfg["views"]]
         targets = [rest[i] for i in torch.randperm(len(rest), generator=g)[: self.n_supervision].tolist()]
+        targets = with_input_views(targets, list(cfg["views"]), self.input_view_targets, g)
         ti, vi, t = torch.tensor(cfg["t_in"]), torch.tensor(cfg["views"]), cfg["t_target"]
         target_rgb = s["rgb"][t, targets].float()
         if "colour" in cfg:  # the capture's colour response, shared by its inputs and targets
@@ -278,13 +292,14 @@ class DiskSource:
     function of (seed, s, rank, i), so it can run in DataLoader workers (`stages.datasets.loader`)."""
 
     def __init__(self, data: str | Path | HeadDataset, size: int, n_inputs: int, n_supervision: int, seed: int,
-                 split: str = "train", consistent_inputs: bool = False):
+                 split: str = "train", consistent_inputs: bool = False, input_view_targets: int = 0):
         from stages.datasets import open_dataset
         from stages.errors import BadInput
 
         self.dataset = data if isinstance(data, HeadDataset) else open_dataset(data, size)
         self.size, self.seed = size, seed
         self.n_inputs, self.n_supervision, self.consistent = n_inputs, n_supervision, consistent_inputs
+        self.input_view_targets = input_view_targets
         if self.dataset.expression_space[1] == 0:
             raise BadInput("the dataset has no expression codes to train with (Ava256: pass codes=DIR; "
                            "NeRSemble: sequences need FLAME tracking)", self.dataset.root)
@@ -330,6 +345,7 @@ class DiskSource:
             t_in = [others[perm[i % len(others)]] for i in range(self.n_inputs)]
         rest = [v for v in range(len(cams)) if v not in views]
         targets = [rest[i] for i in torch.randperm(len(rest), generator=g)[: self.n_supervision].tolist()]
+        targets = with_input_views(targets, list(views), self.input_view_targets, g)
         ins = [self._load(name, t, v) for t, v in zip(t_in, views, strict=True)]
         tgs = [self._load(name, t_target, v) for v in targets]
         in_cams = Cameras.cat([self.dataset.cameras(name, t)[v] for t, v in zip(t_in, views, strict=True)])

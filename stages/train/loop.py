@@ -132,14 +132,15 @@ def make_source(cfg: TrainConfig, size: int, mix: list[tuple[str, float]], recip
     def one(spec: str):
         if spec != "synth" and is_video(spec):
             return VideoSource(spec, size, cfg.n_inputs, cfg.n_supervision, cfg.seed, configs=cfg.pool_configs,
-                               expr_regions=cfg.video_expr_regions, prior=cfg.video_prior)
+                               expr_regions=cfg.video_expr_regions, prior=cfg.video_prior,
+                               input_view_targets=cfg.input_view_targets)
         if spec != "synth":
             return DiskSource(spec, size, cfg.n_inputs, cfg.n_supervision, cfg.seed,
-                              consistent_inputs=cfg.consistent_inputs)
+                              consistent_inputs=cfg.consistent_inputs, input_view_targets=cfg.input_view_targets)
         if cfg.source == "pool":
             return SynthPool(size, cfg.n_inputs, cfg.n_supervision, cfg.seed, cfg.pool_slots, cfg.pool_timesteps,
                              cfg.pool_cameras, cfg.pool_lifetime, cfg.consistent_inputs, cfg.prior,
-                             cfg.pool_configs, recipe, cfg.recipe_share)
+                             cfg.pool_configs, recipe, cfg.recipe_share, cfg.input_view_targets)
         return SynthSource(size, cfg.n_inputs, cfg.n_supervision, cfg.n_cameras, cfg.seed, cfg.consistent_inputs)
 
     on_disk = all(spec != "synth" for spec, _ in mix)

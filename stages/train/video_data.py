@@ -93,7 +93,8 @@ class VideoSource:
     """Examples from a `video:DIR` dataset; example i of step s is a pure function of (seed, s, rank, i)."""
 
     def __init__(self, data, size: int, n_inputs: int, n_supervision: int, seed: int, split: str = "train",
-                 configs: int = 0, expr_regions: bool = False, prior: str = "builtin"):
+                 configs: int = 0, expr_regions: bool = False, prior: str = "builtin",
+                 input_view_targets: int = 0):
         from stages.datasets import open_dataset
         from stages.datasets.video import VideoDataset
 
@@ -101,7 +102,7 @@ class VideoSource:
         if not isinstance(self.dataset, VideoDataset):
             raise BadInput("not a video:DIR dataset", getattr(self.dataset, "root", None))
         self.size, self.seed, self.n_inputs, self.n_supervision = size, seed, n_inputs, n_supervision
-        self.configs, self.expr_regions = configs, expr_regions
+        self.configs, self.expr_regions, self.input_view_targets = configs, expr_regions, input_view_targets
         self.face = None  # the canonical face, when video examples get the face-mesh prior
         if prior == "facemesh":
             self.face = self.dataset.canonical_face()
@@ -117,7 +118,7 @@ class VideoSource:
         """(input timesteps, supervision timesteps) for one example of clip `name`; with `config`, the inputs
         are that fixed set of the clip (a pure function of seed, clip and config)."""
         from stages.datasets.video import farthest_rotations
-        from stages.train.data import stable_seed
+        from stages.train.data import stable_seed, with_input_views
 
         ts = self.dataset.timesteps(name)
         gi = g if config is None else torch.Generator().manual_seed(
@@ -130,7 +131,7 @@ class VideoSource:
         rest = [t for t in ts if t not in inputs] or list(ts)
         order = torch.randperm(len(rest), generator=g).tolist()
         targets = [rest[order[i % len(rest)]] for i in range(self.n_supervision)]
-        return inputs, targets
+        return inputs, with_input_views(targets, inputs, self.input_view_targets, g)
 
     def _load(self, name: str, t: int) -> tuple[Tensor, Tensor]:
         rgb, mask = self.dataset.load(name, t, 0)
