@@ -47,6 +47,9 @@ def animate_cmd(
     size: Annotated[int, typer.Option(help="Output resolution (square) for front/orbit.")] = 256,
     background: Annotated[str, typer.Option(help="white, black, grey or R,G,B in [0,1].")] = "white",
     frames_dir: Annotated[Path | None, typer.Option(help="Also write every frame as an RGBA PNG here.")] = None,
+    photo_detail: Annotated[bool, typer.Option(
+        "--photo-detail", help="Sharpen each frame with the input photo nearest its camera where the two agree "
+        "(as `render --photo-detail`).")] = False,
     checkpoint: Annotated[Path | None, typer.Option(help="Model checkpoint; default: the avatar's own.")] = None,
     device: DeviceOpt = "auto",
     compile_frames: CompileOpt = False,
@@ -107,7 +110,7 @@ def animate_cmd(
         codes = load_codes(exp, driver.expression_dim)
         cams = camera_path(camera or "orbit", len(codes), driver.avatar, size)
     fps = 25.0 if fps is None else fps
-    frames = render_frames(driver, codes, cams, bg)
+    frames = render_frames(driver, codes, cams, bg, photo=photo_detail)
     if side_by_side and source is not None:
         from stages.track.drive import beside
 

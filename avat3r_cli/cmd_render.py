@@ -88,6 +88,10 @@ def render_cmd(
     ] = "black",
     depth: Annotated[bool, typer.Option(
         "--depth", help="Also write depth/NAME.png (16-bit mm) and depth/NAME.npy (float32 m).")] = False,
+    photo_detail: Annotated[bool, typer.Option(
+        "--photo-detail", help="Avatars: sharpen each frame with the input photo nearest its camera where the "
+        "two agree (README; a blurred render of a real person gains detail, an expression the photo does not "
+        "show stays the avatar's).")] = False,
     checkpoint: Annotated[Path | None, typer.Option(help="Model checkpoint (avatars only).")] = None,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
@@ -100,6 +104,7 @@ def render_cmd(
     from stages.cameras import read_transforms
     from stages.io import to_uint8
     from stages.render import render
+    from stages.render.photo_detail import photo_detail as sharpen
     from stages.scene import open_scene, scene_codes, transforms_codes
 
     dev, rep = start_run(device, quiet, seed)
@@ -107,6 +112,8 @@ def render_cmd(
     if (cameras is None) == (driving is None):
         raise BadInput("give exactly one of --cameras transforms.json and --driving VIDEO")
     world = open_scene(scene, dev, checkpoint)
+    if photo_detail and world.expression_dim is None:
+        raise BadInput("--photo-detail needs an avatar (its input photos); this is a static Gaussian set", scene)
     from_file = False
     if driving is not None:
         if exp is not None:
@@ -137,7 +144,12 @@ def render_cmd(
                 g = world.gaussians(code)
             with torch.no_grad():
                 res = render(g, camera.to(dev), bg)
-            rgb, alpha = res.rgb[0].cpu().numpy(), res.alpha[0].cpu().numpy()
+                rgb_t = res.rgb[0]
+                if photo_detail:
+                    av = world.avatar
+                    rgb_t = sharpen(rgb_t, res.alpha[0], res.depth[0], camera.to(dev), av.images.to(dev),
+                                    av.masks.to(dev), av.cameras.to(dev), torch.tensor(bg, device=dev))
+            rgb, alpha = rgb_t.cpu().numpy(), res.alpha[0].cpu().numpy()
             iio.imwrite(tmp / name, to_uint8(np.concatenate([rgb, alpha], axis=-1)))
             if depth:
                 z = res.depth[0, ..., 0].cpu().numpy().astype(np.float32)
@@ -147,7 +159,8 @@ def render_cmd(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    extra = (" + depth" if depth else "") + (", expressions from the cameras file" if from_file else "")
+    extra = (" + depth" if depth else "") + (", expressions from the cameras file" if from_file else "") + \
+        (", with photo detail" if photo_detail else "")
     rep.summary(f"wrote {len(names)} RGBA image(s){extra} to {out}")
 
 

@@ -9,7 +9,7 @@ avatar is rendered with the true code e and with the neutral code. Reported per 
 - `response`: the cosine between the model's change (render(e) − render(neutral)) and the ground truth's
   change (GT(e) − GT(neutral)) over the region; 0 means the code does nothing, 1 a perfect direction.
 
-    python benchmarks/eval_expression.py [--checkpoint C ...] [--seeds 1000-1007] [--json out.json]
+    python benchmarks/eval_expression.py [--checkpoint C ...] [--seeds 1000-1007] [--json out.json] [--photo-detail]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from stages.metrics import psnr, ssim
 from stages.model.checkpoint import load_model
 from stages.reconstruct import reconstruct
 from stages.render import render
+from stages.render.photo_detail import photo_detail
 from stages.synth import make_synthetic_capture, render_head, sample_identity
 from stages.train.data import expression_region
 
@@ -36,7 +37,20 @@ def _premultiplied(out: dict) -> torch.Tensor:
     return (out["rgb"] * out["alpha"][..., None])[0].float()
 
 
-def score_subject(seed: int, checkpoint: Path | None, model, device: torch.device, workdir: Path) -> dict:
+def _render(driver: AvatarDriver, g, cam, black: torch.Tensor, photo: bool) -> torch.Tensor:  # noqa: ANN001
+    """The avatar's image over black, sharpened with its nearest input photo when `photo`."""
+    out = render(g, cam, background=black)
+    rgb = out.rgb[0]
+    if photo:
+        av = driver.avatar
+        dev = rgb.device
+        rgb = photo_detail(rgb, out.alpha[0], out.depth[0], cam, av.images.to(dev), av.masks.to(dev),
+                           av.cameras.to(dev), black)
+    return rgb.clamp(0, 1)
+
+
+def score_subject(seed: int, checkpoint: Path | None, model, device: torch.device, workdir: Path,
+                  photo: bool = False) -> dict:
     cap = make_synthetic_capture(workdir / f"s{seed}", seed, size=model.cfg.image_size, device=device)
     identity = sample_identity(np.random.default_rng(int(seed)))  # the first draw, as make_synthetic_capture
     targets = read_capture(cap / "targets")
@@ -56,8 +70,8 @@ def score_subject(seed: int, checkpoint: Path | None, model, device: torch.devic
         region = expression_region(torch.stack([out_e["rgb"], out_0["rgb"]]),
                                    torch.stack([out_e["alpha"], out_0["alpha"]]), 0)[0, ..., None]
         with torch.no_grad():
-            p_e = render(driver.gaussians(code), cam, background=black).rgb[0].clamp(0, 1)
-            p_0 = render(g_neutral, cam, background=black).rgb[0].clamp(0, 1)
+            p_e = _render(driver, driver.gaussians(code), cam, black, photo)
+            p_0 = _render(driver, g_neutral, cam, black, photo)
         a, b = p_e.permute(2, 0, 1)[None], gt_e.permute(2, 0, 1)[None]
         whole["psnr"].append(float(psnr(a, b).mean()))
         whole["ssim"].append(float(ssim(a, b).mean()))
@@ -90,6 +104,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="1000-1007")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", default="")
+    ap.add_argument("--photo-detail", action="store_true", help="render as `render --photo-detail` does")
     args = ap.parse_args()
     dev = torch.device(args.device)
     report = {}
@@ -100,7 +115,7 @@ def main() -> None:
         path = Path(ckpt) if ckpt else None
         model, meta = load_model(path, dev)
         with tempfile.TemporaryDirectory() as tmp:
-            rows = [score_subject(s, path, model, dev, Path(tmp)) for s in parse_seeds(args.seeds)]
+            rows = [score_subject(s, path, model, dev, Path(tmp), args.photo_detail) for s in parse_seeds(args.seeds)]
         mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "seed"}
         report[str(ckpt or "shipped")] = {"subjects": rows, "mean": mean, "steps": meta.get("trained_steps")}
         m = mean

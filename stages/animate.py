@@ -45,17 +45,26 @@ def camera_path(spec: str, n_frames: int, avatar: Avatar, size: int) -> Cameras:
 
 
 def render_frames(driver: AvatarDriver, codes: np.ndarray, cameras: Cameras,
-                  background: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield uint8 (rgb (H, W, 3), alpha (H, W)) images for code i seen from camera i. They are quantised
-    where they were rendered: on a GPU that moves a quarter of the bytes to the host and keeps the per-pixel
-    conversion off the CPU, which the video encoder needs."""
+                  background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                  photo: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield uint8 (rgb (H, W, 3), alpha (H, W)) images for code i seen from camera i; `photo` sharpens each
+    with the nearest input photo where they agree (stages.render.photo_detail). They are quantised where they
+    were rendered: on a GPU that moves a quarter of the bytes to the host and keeps the per-pixel conversion
+    off the CPU, which the video encoder needs."""
+    from stages.render.photo_detail import photo_detail
+
     bg = torch.tensor(background, dtype=torch.float32, device=driver.device)
     cams = cameras.to(driver.device)
+    av = driver.avatar
     for i in range(len(codes)):
         g = driver.gaussians(codes[i])
         with torch.no_grad():
-            out = render(g, cams[i], background=bg, depth=False)
+            out = render(g, cams[i], background=bg, depth=photo)
+            rgb = out.rgb[0]
+            if photo:
+                rgb = photo_detail(rgb, out.alpha[0], out.depth[0], cams[i], av.images.to(bg.device),
+                                   av.masks.to(bg.device), av.cameras.to(bg.device), bg)
             # the rounding of stages.io.to_uint8, on the device
-            rgba = torch.cat([out.rgb[0], out.alpha[0]], dim=-1).clamp(0, 1).mul(255.0).add(0.5).to(torch.uint8)
+            rgba = torch.cat([rgb, out.alpha[0]], dim=-1).clamp(0, 1).mul(255.0).add(0.5).to(torch.uint8)
         rgba = rgba.cpu().numpy()
         yield rgba[..., :3], rgba[..., 3]

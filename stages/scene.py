@@ -57,6 +57,11 @@ class AvatarScene:
             code = np.zeros(self.expression_dim, np.float32)
         return self._driver.gaussians(code)
 
+    @property
+    def avatar(self):  # noqa: ANN201 - stages.avatar.Avatar, imported lazily with the network
+        """The stored avatar: its input photos, masks and cameras (for `render --photo-detail`)."""
+        return self._driver.avatar
+
 
 def open_scene(path: str | Path, device: torch.device | str = "cpu",
                checkpoint: str | Path | None = None) -> Scene:

@@ -97,6 +97,42 @@ def test_reconstruct_animate_render_export(chain):
     torch.testing.assert_close(g.means, expected.means, atol=1e-5, rtol=0)
 
 
+def test_photo_detail_brings_the_input_photo_back_at_its_own_camera(chain):
+    """At an input camera the nearest photo is that input itself: with --photo-detail the render moves toward
+    it (where the two agree), the alpha channel stays the avatar's; a static Gaussian set is refused."""
+    import imageio.v3 as iio
+
+    tmp, ckpt, cap = chain
+    avatar = tmp / "avatar_pd.safetensors"
+    _ok(runner.invoke(app, ["reconstruct", str(cap), "--out", str(avatar), "--checkpoint", str(ckpt), "--device",
+                            "cpu", "--quiet"]))
+    av = load_avatar(avatar)
+    write_transforms(tmp / "own.json", frames_from_cameras(av.cameras, [f"v{i}.png" for i in range(4)]))
+    for flag, out in (([], "plain"), (["--photo-detail"], "photo")):
+        _ok(runner.invoke(app, ["render", str(avatar), "--cameras", str(tmp / "own.json"), "--out", str(tmp / out),
+                                "--background", "black", "--device", "cpu", "--quiet", *flag]))
+    err = {"plain": 0.0, "photo": 0.0}
+    for i in range(4):
+        plain, photo = (iio.imread(tmp / k / f"v{i}.png") / 255.0 for k in ("plain", "photo"))
+        assert np.array_equal(plain[..., 3], photo[..., 3])
+        a = plain[..., 3:]
+        inside = (a[..., 0] > 0.5) & (av.masks[i].numpy() > 0.5)
+        target = av.images[i].numpy() * a  # the photo as the render composites it (over black)
+        for k, img in (("plain", plain), ("photo", photo)):
+            err[k] += float(((img[..., :3] - target) ** 2)[inside].mean())
+    assert err["photo"] < 0.8 * err["plain"], err
+    video = tmp / "pd.mp4"
+    np.save(tmp / "pd_codes.npy", np.zeros((2, 52), np.float32))
+    _ok(runner.invoke(app, ["animate", str(avatar), "--exp", str(tmp / "pd_codes.npy"), "--out", str(video),
+                            "--size", "48", "--photo-detail", "--device", "cpu", "--quiet"]))
+    assert video.stat().st_size > 1000
+    ply = tmp / "pd.ply"
+    _ok(runner.invoke(app, ["export-ply", str(avatar), "--out", str(ply), "--device", "cpu", "--quiet"]))
+    r = runner.invoke(app, ["render", str(ply), "--cameras", str(tmp / "own.json"), "--out", str(tmp / "x"),
+                            "--photo-detail", "--device", "cpu", "--quiet"])
+    assert r.exit_code == 2 and "--photo-detail needs an avatar" in r.output and not (tmp / "x").exists()
+
+
 def test_avatar_replays_exactly_and_expression_moves_gaussians(chain):
     tmp, ckpt, cap = chain
     avatar = tmp / "avatar2.safetensors"

@@ -209,6 +209,12 @@ def test_cli_refuses_a_bad_recipe(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_cli_refuses_a_narrow_share_outside_0_to_1(tmp_path):
+    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "--narrow-inputs", "1.5",
+                                 "--preset", "tiny", "--steps", "1", "--device", "cpu", "--quiet"])
+    assert r.exit_code == 2 and "--narrow-inputs 1.5" in r.output and not (tmp_path / "run").exists()
+
+
 def test_tiny_training_run_with_the_wide_recipe(sphere, tmp_path):
     from stages.train.config import TrainConfig
     from stages.train.loop import train
@@ -236,3 +242,29 @@ def test_input_view_targets_supervise_the_pool_at_its_input_cameras(sphere):
     assert same(ex["input_rgb"], plain["input_rgb"]) and ex["target_rgb"].shape == plain["target_rgb"].shape
     on_input = [k for k in range(8) if any(same(ex["target_cameras"].c2w[k], c) for c in ex["input_cameras"].c2w)]
     assert on_input == [0, 1, 2]
+
+
+def test_narrow_inputs_are_a_few_degrees_apart_and_rendered_at_their_own_cameras(sphere):
+    from stages.train.data import narrow_cameras
+
+    studio = SynthPool(32, 4, 8, 5, slots=1, timesteps=3, cameras=16, lifetime=10**9, prior="gt", configs=1)
+    pool = SynthPool(32, 4, 8, 5, slots=1, timesteps=3, cameras=16, lifetime=10**9, prior="gt", configs=1,
+                     narrow_share=1.0)
+    ex, wide = pool.example(0, 0, 0, CPU), studio.example(0, 0, 0, CPU)
+    def spread(cams) -> float:  # noqa: ANN001
+        d = cams.forward_dirs()
+        return math.degrees(float((d @ d.T).clamp(-1, 1).acos().max()))
+    assert spread(ex["input_cameras"]) <= 2 * 15.0 * math.sqrt(2) + 1e-3 < spread(wide["input_cameras"])
+    assert ex["input_rgb"].shape == wide["input_rgb"].shape and ex["target_rgb"].shape == wide["target_rgb"].shape
+    # each input is the head rendered at its own camera, not a studio view
+    assert not any(same(ex["input_rgb"][0], wide["input_rgb"][i]) for i in range(4))
+    again = SynthPool(32, 4, 8, 5, slots=1, timesteps=3, cameras=16, lifetime=10**9, prior="gt", configs=1,
+                      narrow_share=1.0).example(0, 0, 0, CPU)
+    assert same(again["input_rgb"], ex["input_rgb"]) and same_cams(again["input_cameras"], ex["input_cameras"])
+    # cameras orbit the head centre: the same distance from it, still looking at it
+    base = wide["target_cameras"][0:1]
+    cams = narrow_cameras(base, 4, torch.Generator().manual_seed(0))
+    assert torch.allclose(cams.centers().norm(dim=1), base.centers().norm(dim=1).expand(4), atol=1e-5)
+    aim = torch.cross(cams.forward_dirs(), -cams.centers() / cams.centers().norm(dim=1, keepdim=True), dim=1)
+    aim_base = torch.cross(base.forward_dirs(), -base.centers() / base.centers().norm(dim=1, keepdim=True), dim=1)
+    assert torch.allclose(aim.norm(dim=1), aim_base.norm(dim=1).expand(4), atol=1e-4)

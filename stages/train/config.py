@@ -47,6 +47,9 @@ class TrainConfig:
     input_view_targets: int = opt(0, "Supervision views taken at the input cameras: synthetic and studio data "
                                      "at the target expression, video the input frames themselves (0: none, as "
                                      "the paper; targets then never sit at an input camera).")
+    narrow_inputs: float = opt(0.0, "Fraction of the synthetic pool's input sets taken as a phone video that "
+                                    "hardly turns: 4 cameras within 3-15 degrees of one studio view, rendered at "
+                                    "their own cameras (0: every set k-farthest over the studio, as the paper).")
     consistent_inputs: bool = opt(False, "Ablation: inputs at the target expression instead of other timesteps.")
     n_cameras: int = opt(32, "Synthetic studio size (--source fresh).")
     source: str = opt("pool", "Synthetic data: pool (a bank of pre-rendered subjects reused for many steps) or "

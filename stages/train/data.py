@@ -3,6 +3,7 @@ with the positional prior attached, from the on-the-fly synthetic heads (or a da
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -84,6 +85,25 @@ def example_prior(ex: dict) -> tuple[Tensor, Tensor]:
     return pos.float().to(images.device), conf.float().to(images.device)
 
 
+def narrow_cameras(base: Cameras, n: int, generator: torch.Generator, max_spread_deg: float = 15.0) -> Cameras:
+    """n cameras orbiting the head centre (the world origin) within a few degrees of `base`: the frames of a
+    phone video of a head that hardly turns. Real monocular captures look like this, and there the built-in
+    prior's stereo has almost no baseline; studio inputs chosen k-farthest never show the model that case."""
+    spread = math.radians(3.0 + (max_spread_deg - 3.0) * float(torch.rand(1, generator=generator)))
+    angles = (torch.rand(n, 2, generator=generator, dtype=torch.float64) * 2 - 1) * spread
+    c2w = base.c2w[0].double()
+    out = []
+    for yaw, pitch in angles.tolist():
+        cy, sy, cp, sp = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch)
+        ry = torch.tensor([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]], dtype=torch.float64)
+        rx = torch.tensor([[1, 0, 0], [0, cp, -sp], [0, sp, cp]], dtype=torch.float64)
+        m = torch.eye(4, dtype=torch.float64)
+        m[:3, :3] = ry @ rx
+        out.append((m.to(c2w.device) @ c2w).to(base.c2w.dtype))
+    return Cameras(torch.stack(out), base.fx.expand(n), base.fy.expand(n), base.cx.expand(n), base.cy.expand(n),
+                   base.width, base.height)
+
+
 def with_input_views(targets: list, inputs: list, k: int, g: torch.Generator) -> list:
     """`k` of the inputs (drawn with `g`) in front of `targets`, which then keep only their first
     n - k entries: supervision at the input cameras teaches the network to reproduce what it was shown (the
@@ -130,14 +150,14 @@ class SynthPool:
     def __init__(self, size: int, n_inputs: int, n_supervision: int, seed: int, slots: int = 32,
                  timesteps: int = 8, cameras: int = 16, lifetime: int = 400, consistent_inputs: bool = False,
                  prior: str = "builtin", configs: int = 6, recipe: Recipe | None = None,
-                 recipe_share: float = 1.0, input_view_targets: int = 0):
+                 recipe_share: float = 1.0, input_view_targets: int = 0, narrow_share: float = 0.0):
         if cameras < n_inputs + n_supervision:
             raise ValueError("the studio needs at least n_inputs + n_supervision cameras")
         self.size, self.n_inputs, self.n_supervision, self.seed = size, n_inputs, n_supervision, seed
         self.slots, self.timesteps, self.cameras, self.lifetime = slots, timesteps, cameras, lifetime
         self.consistent, self.prior, self.configs = consistent_inputs, prior, configs
         self.recipe, self.recipe_share = recipe or Recipe(), recipe_share
-        self.input_view_targets = input_view_targets
+        self.input_view_targets, self.narrow_share = input_view_targets, narrow_share
         self._cache: dict[int, tuple[int, dict]] = {}
         self.built = 0
 
@@ -188,12 +208,23 @@ class SynthPool:
             views, t_in, t_target = self._input_config(g, cams)
             ti, vi = torch.tensor(t_in), torch.tensor(views)
             images, masks = rgb_t[ti, vi].float(), alpha_t[ti, vi].float()
-            in_cams = cams[views]
+            in_cams, in_depth = cams[views], depth_t[ti, vi]
+            narrow = self.narrow_share > 0 and float(torch.rand(1, generator=torch.Generator().manual_seed(
+                stable_seed(sid, k, 31)))) < self.narrow_share
+            if narrow:  # a clip that hardly turns: its own cameras near one studio view, rendered here
+                in_cams = narrow_cameras(cams[views[0]], self.n_inputs, torch.Generator().manual_seed(
+                    stable_seed(sid, k, 32))).to(device)
+                outs = [render_head(identity, exprs[t], in_cams[i:i + 1], device=device) for i, t in enumerate(t_in)]
+                images = torch.cat([o["rgb"] for o in outs]).float()
+                masks, in_depth = torch.cat([o["alpha"] for o in outs]).float(), torch.cat([o["depth"] for o in outs])
+                views = []  # every studio camera may be a target, those beside the inputs included
             extra: dict = {}
             if recipe.any:
                 images, masks, in_cams, extra = corrupt_inputs(images, masks, in_cams, recipe, sid, k)
+            if narrow:
+                extra = {"images": images.half(), "masks": masks.half(), "cameras": in_cams, **extra}
             if self.prior == "gt":
-                pos, conf = gt_prior(depth_t[ti, vi], masks, in_cams, g)
+                pos, conf = gt_prior(in_depth, masks, in_cams, g)
             else:
                 pos, conf = builtin_prior(images, masks, in_cams)
             configs.append({"views": views, "t_in": t_in, "t_target": t_target, "pos": pos.half(),

@@ -140,7 +140,8 @@ def make_source(cfg: TrainConfig, size: int, mix: list[tuple[str, float]], recip
         if cfg.source == "pool":
             return SynthPool(size, cfg.n_inputs, cfg.n_supervision, cfg.seed, cfg.pool_slots, cfg.pool_timesteps,
                              cfg.pool_cameras, cfg.pool_lifetime, cfg.consistent_inputs, cfg.prior,
-                             cfg.pool_configs, recipe, cfg.recipe_share, cfg.input_view_targets)
+                             cfg.pool_configs, recipe, cfg.recipe_share, cfg.input_view_targets,
+                             cfg.narrow_inputs)
         return SynthSource(size, cfg.n_inputs, cfg.n_supervision, cfg.n_cameras, cfg.seed, cfg.consistent_inputs)
 
     on_disk = all(spec != "synth" for spec, _ in mix)

@@ -1,0 +1,82 @@
+"""Photo detail: an avatar's render sharpened with the input photo nearest the camera, where the two agree.
+
+An avatar of a real person is blurred: its colours blend four views whose geometry disagrees by millimetres.
+Its geometry is still good enough to carry a photo: the nearest input, reprojected into the camera through the
+avatar's rendered depth, beat the nearest-input baseline on the real cases' face region where the avatar
+itself did not (benchmarks/blur_registration.py). The photo shows its own expression, though, so it is kept only
+where, blurred, it agrees with the blurred render: where the avatar shows another expression (an open jaw, a
+blink) or something the photo does not see, the avatar's pixels stay.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from stages.cameras import Cameras
+
+SIGMA_PX = 2.0  # blur before comparing: differences finer than this are what the photo is for
+TAU = 0.35  # colour distance (RGB, 0-1) at which the photo's weight has fallen to 1/e; chosen on the dev cases
+
+
+def nearest_view(inputs: Cameras, camera: Cameras) -> int:
+    """Index of the input camera whose orientation is closest to `camera`'s (one camera)."""
+    rel = inputs.c2w[:, :3, :3].transpose(1, 2) @ camera.c2w[0, :3, :3].to(inputs.c2w)
+    cos = ((rel.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)
+    return int(torch.argmax(cos))
+
+
+def reproject(image: Tensor, mask: Tensor, source: Cameras, target: Cameras, depth: Tensor
+              ) -> tuple[Tensor, Tensor]:
+    """The source view's image (H, W, 3) seen from the target camera, each target pixel at camera-space depth
+    `depth` (H, W) along its ray; returns it and where it is valid (in front of and inside the source frame,
+    inside its mask)."""
+    o, d = target.rays()
+    fwd = target.forward_dirs()[0]
+    points = o[0] + d[0] * (depth / (d[0] @ fwd).clamp(min=1e-3))[..., None]
+    uv, z = source.project(points.reshape(-1, 3))
+    h, w = depth.shape
+    uv = uv[0].reshape(h, w, 2)
+    grid = torch.stack([uv[..., 0] / source.width * 2 - 1, uv[..., 1] / source.height * 2 - 1], -1)
+    src = torch.cat([image, mask[..., None]], -1).permute(2, 0, 1)[None].float()
+    out = F.grid_sample(src, grid[None].float(), align_corners=False, padding_mode="border")[0].permute(1, 2, 0)
+    inside = (grid.abs() < 1).all(-1) & (z[0].reshape(h, w) > 0)
+    return out[..., :3], inside & (out[..., 3] > 0.5)
+
+
+def gaussian_blur(img: Tensor, sigma: float) -> Tensor:
+    """(H, W, C) blurred by a separable Gaussian, edges replicated."""
+    r = max(1, int(math.ceil(3 * sigma)))
+    t = torch.arange(-r, r + 1, dtype=img.dtype, device=img.device)
+    k = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    k = k / k.sum()
+    c = img.shape[-1]
+    x = F.pad(img.permute(2, 0, 1)[None], (r, r, r, r), mode="replicate")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    x = F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+    return x[0].permute(1, 2, 0)
+
+
+def agreeing(photo: Tensor, rgb: Tensor, sigma: float = SIGMA_PX, tau: float = TAU) -> Tensor:
+    """`photo` where, blurred, it matches the blurred `rgb` (weight exp(-(d/tau)^2)), `rgb` elsewhere."""
+    d = (gaussian_blur(photo, sigma) - gaussian_blur(rgb, sigma)).norm(dim=-1, keepdim=True)
+    return rgb + torch.exp(-(d / tau) ** 2) * (photo - rgb)
+
+
+def photo_detail(rgb: Tensor, alpha: Tensor, depth: Tensor, camera: Cameras, images: Tensor, masks: Tensor,
+                 inputs: Cameras, background: Tensor) -> Tensor:
+    """One render (rgb (H, W, 3) composited over `background`, alpha (H, W, 1), depth (H, W, 1) as
+    `stages.render.render` returns them) sharpened with the nearest of the avatar's input photos (images
+    (V, h, w, 3), masks (V, h, w), their cameras). The photo is composited with the render's own alpha, so the
+    silhouette and the alpha channel are the avatar's."""
+    v = nearest_view(inputs, camera)
+    a = alpha[..., 0]
+    z = depth[..., 0] / a.clamp(min=1e-4)
+    photo, valid = reproject(images[v].to(rgb), masks[v].to(rgb), inputs[v:v + 1], camera, z)
+    keep = (valid & (a > 0.5)).unsqueeze(-1).to(rgb)
+    bg = background.to(rgb).view(1, 1, 3)
+    composite = photo * alpha + bg * (1 - alpha)
+    return agreeing(keep * composite + (1 - keep) * rgb, rgb)
