@@ -104,7 +104,7 @@ def render_cmd(
     from stages.cameras import read_transforms
     from stages.io import to_uint8
     from stages.render import render
-    from stages.render.photo_detail import photo_detail as sharpen
+    from stages.render.photo_detail import InputPhotos
     from stages.scene import open_scene, scene_codes, transforms_codes
 
     dev, rep = start_run(device, quiet, seed)
@@ -114,6 +114,8 @@ def render_cmd(
     world = open_scene(scene, dev, checkpoint)
     if photo_detail and world.expression_dim is None:
         raise BadInput("--photo-detail needs an avatar (its input photos); this is a static Gaussian set", scene)
+    photos = InputPhotos.of(world.avatar, dev) if photo_detail else None
+    bg_t = torch.tensor(bg, device=dev)
     from_file = False
     if driving is not None:
         if exp is not None:
@@ -143,12 +145,11 @@ def render_cmd(
             if not static:
                 g = world.gaussians(code)
             with torch.no_grad():
-                res = render(g, camera.to(dev), bg)
+                cam = camera.to(dev)
+                res = render(g, cam, bg)
                 rgb_t = res.rgb[0]
-                if photo_detail:
-                    av = world.avatar
-                    rgb_t = sharpen(rgb_t, res.alpha[0], res.depth[0], camera.to(dev), av.images.to(dev),
-                                    av.masks.to(dev), av.cameras.to(dev), torch.tensor(bg, device=dev))
+                if photos is not None:
+                    rgb_t = photos.sharpen(rgb_t, res.alpha[0], res.depth[0], cam, bg_t)
             rgb, alpha = rgb_t.cpu().numpy(), res.alpha[0].cpu().numpy()
             iio.imwrite(tmp / name, to_uint8(np.concatenate([rgb, alpha], axis=-1)))
             if depth:

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from error_regions import over_white  # noqa: E402
 
-from stages.render.photo_detail import agreeing, reproject  # noqa: E402
+from stages.render.photo_detail import InputPhotos, agreeing  # noqa: E402
 
 METHODS = ("avatar render", "nearest input reprojected", "reprojected where it agrees with the render",
            "nearest-input baseline")
@@ -55,11 +55,6 @@ def best_shift(img: np.ndarray, gt: np.ndarray, region: np.ndarray, radius: int)
                for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1))
 
 
-def rotation_deg(a: np.ndarray, b: np.ndarray) -> float:
-    r = a[:3, :3].T @ b[:3, :3]
-    return math.degrees(math.acos(max(-1.0, min(1.0, (np.trace(r) - 1) / 2))))
-
-
 def case_rows(case: Path, work: Path, model, radius: int) -> dict[str, list[tuple[float, ...]]]:
     """Per method: (face PSNR, face PSNR at the best shift, shift length, whole-crop PSNR) for every target of
     one case."""
@@ -71,6 +66,7 @@ def case_rows(case: Path, work: Path, model, radius: int) -> dict[str, list[tupl
     with torch.no_grad():
         state, _ = model.skip_inputs(av.images[None], av.pos[None], av.conf[None], av.masks[None], av.cameras)
     state.tokens = av.tokens
+    photos, white = InputPhotos.of(av, "cpu"), torch.ones(3)
     cams = read_transforms(work / "targets" / "transforms.json").cameras()
     codes = np.load(work / "targets" / "expressions.npy")
     rows: dict[str, list[tuple[float, ...]]] = {m: [] for m in METHODS}
@@ -82,13 +78,8 @@ def case_rows(case: Path, work: Path, model, radius: int) -> dict[str, list[tupl
         with torch.no_grad():
             g = model.decode(state, torch.as_tensor(codes[i], dtype=torch.float32)[None]).gaussians(0)
             out = render(g, cams[i:i + 1], background=(1.0, 1.0, 1.0))
-        rgb, alpha = out.rgb[0].clamp(0, 1), out.alpha[0, ..., 0]
-        depth = out.depth[0, ..., 0] / alpha.clamp(min=1e-4)
-        near = int(np.argmin([rotation_deg(c, cams.c2w[i].numpy()) for c in av.cameras.c2w.numpy()]))
-        warped, valid = reproject(av.images[near], av.masks[near], av.cameras[near:near + 1], cams[i:i + 1], depth)
-        keep = (valid & (alpha > 0.5))[..., None].float()
-        a = alpha[..., None]
-        reprojected = keep * (warped * a + 1 - a) + (1 - keep) * rgb
+        rgb = out.rgb[0].clamp(0, 1)
+        reprojected = photos.reprojected(rgb, out.alpha[0], out.depth[0], cams[i:i + 1], white)
         images = {METHODS[0]: rgb.double().numpy(), METHODS[1]: reprojected.double().numpy(),
                   METHODS[2]: agreeing(reprojected, rgb).double().numpy(),
                   METHODS[3]: over_white(case / "baseline" / f"nearest_{k}.png")}

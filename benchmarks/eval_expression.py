@@ -28,7 +28,7 @@ from stages.metrics import psnr, ssim
 from stages.model.checkpoint import load_model
 from stages.reconstruct import reconstruct
 from stages.render import render
-from stages.render.photo_detail import photo_detail
+from stages.render.photo_detail import InputPhotos
 from stages.synth import make_synthetic_capture, render_head, sample_identity
 from stages.train.data import expression_region
 
@@ -37,15 +37,12 @@ def _premultiplied(out: dict) -> torch.Tensor:
     return (out["rgb"] * out["alpha"][..., None])[0].float()
 
 
-def _render(driver: AvatarDriver, g, cam, black: torch.Tensor, photo: bool) -> torch.Tensor:  # noqa: ANN001
-    """The avatar's image over black, sharpened with its nearest input photo when `photo`."""
+def _render(g, cam, black: torch.Tensor, photos: InputPhotos | None) -> torch.Tensor:  # noqa: ANN001
+    """The avatar's image over black, sharpened with its nearest input photo when `photos` are given."""
     out = render(g, cam, background=black)
     rgb = out.rgb[0]
-    if photo:
-        av = driver.avatar
-        dev = rgb.device
-        rgb = photo_detail(rgb, out.alpha[0], out.depth[0], cam, av.images.to(dev), av.masks.to(dev),
-                           av.cameras.to(dev), black)
+    if photos is not None:
+        rgb = photos.sharpen(rgb, out.alpha[0], out.depth[0], cam, black)
     return rgb.clamp(0, 1)
 
 
@@ -58,6 +55,7 @@ def score_subject(seed: int, checkpoint: Path | None, model, device: torch.devic
     black = torch.zeros(3, device=device)
     neutral = np.zeros(targets.expressions.shape[1], np.float32)
     g_neutral = driver.gaussians(neutral)
+    photos = InputPhotos.of(driver.avatar, device) if photo else None
     sums = {"se_true": 0.0, "se_neutral": 0.0, "n": 0.0, "dot": 0.0, "pred_sq": 0.0, "gt_sq": 0.0}
     whole = {"psnr": [], "ssim": []}
     for i in range(len(targets)):
@@ -70,8 +68,8 @@ def score_subject(seed: int, checkpoint: Path | None, model, device: torch.devic
         region = expression_region(torch.stack([out_e["rgb"], out_0["rgb"]]),
                                    torch.stack([out_e["alpha"], out_0["alpha"]]), 0)[0, ..., None]
         with torch.no_grad():
-            p_e = _render(driver, driver.gaussians(code), cam, black, photo)
-            p_0 = _render(driver, g_neutral, cam, black, photo)
+            p_e = _render(driver.gaussians(code), cam, black, photos)
+            p_0 = _render(g_neutral, cam, black, photos)
         a, b = p_e.permute(2, 0, 1)[None], gt_e.permute(2, 0, 1)[None]
         whole["psnr"].append(float(psnr(a, b).mean()))
         whole["ssim"].append(float(ssim(a, b).mean()))

@@ -51,19 +51,18 @@ def render_frames(driver: AvatarDriver, codes: np.ndarray, cameras: Cameras,
     with the nearest input photo where they agree (stages.render.photo_detail). They are quantised where they
     were rendered: on a GPU that moves a quarter of the bytes to the host and keeps the per-pixel conversion
     off the CPU, which the video encoder needs."""
-    from stages.render.photo_detail import photo_detail
+    from stages.render.photo_detail import InputPhotos
 
     bg = torch.tensor(background, dtype=torch.float32, device=driver.device)
     cams = cameras.to(driver.device)
-    av = driver.avatar
+    photos = InputPhotos.of(driver.avatar, driver.device) if photo else None
     for i in range(len(codes)):
         g = driver.gaussians(codes[i])
         with torch.no_grad():
             out = render(g, cams[i], background=bg, depth=photo)
             rgb = out.rgb[0]
-            if photo:
-                rgb = photo_detail(rgb, out.alpha[0], out.depth[0], cams[i], av.images.to(bg.device),
-                                   av.masks.to(bg.device), av.cameras.to(bg.device), bg)
+            if photos is not None:
+                rgb = photos.sharpen(rgb, out.alpha[0], out.depth[0], cams[i], bg)
             # the rounding of stages.io.to_uint8, on the device
             rgba = torch.cat([rgb, out.alpha[0]], dim=-1).clamp(0, 1).mul(255.0).add(0.5).to(torch.uint8)
         rgba = rgba.cpu().numpy()

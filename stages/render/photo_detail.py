@@ -11,6 +11,7 @@ blink) or something the photo does not see, the avatar's pixels stay.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -66,17 +67,33 @@ def agreeing(photo: Tensor, rgb: Tensor, sigma: float = SIGMA_PX, tau: float = T
     return rgb + torch.exp(-(d / tau) ** 2) * (photo - rgb)
 
 
-def photo_detail(rgb: Tensor, alpha: Tensor, depth: Tensor, camera: Cameras, images: Tensor, masks: Tensor,
-                 inputs: Cameras, background: Tensor) -> Tensor:
-    """One render (rgb (H, W, 3) composited over `background`, alpha (H, W, 1), depth (H, W, 1) as
-    `stages.render.render` returns them) sharpened with the nearest of the avatar's input photos (images
-    (V, h, w, 3), masks (V, h, w), their cameras). The photo is composited with the render's own alpha, so the
-    silhouette and the alpha channel are the avatar's."""
-    v = nearest_view(inputs, camera)
-    a = alpha[..., 0]
-    z = depth[..., 0] / a.clamp(min=1e-4)
-    photo, valid = reproject(images[v].to(rgb), masks[v].to(rgb), inputs[v:v + 1], camera, z)
-    keep = (valid & (a > 0.5)).unsqueeze(-1).to(rgb)
-    bg = background.to(rgb).view(1, 1, 3)
-    composite = photo * alpha + bg * (1 - alpha)
-    return agreeing(keep * composite + (1 - keep) * rgb, rgb)
+@dataclass
+class InputPhotos:
+    """An avatar's input photos (V, h, w, 3), masks (V, h, w) and cameras, moved to the render device once
+    rather than every frame."""
+
+    images: Tensor
+    masks: Tensor
+    cameras: Cameras
+
+    @staticmethod
+    def of(avatar, device: torch.device | str) -> InputPhotos:  # noqa: ANN001 - stages.avatar.Avatar
+        return InputPhotos(avatar.images.to(device), avatar.masks.to(device), avatar.cameras.to(device))
+
+    def reprojected(self, rgb: Tensor, alpha: Tensor, depth: Tensor, camera: Cameras, background: Tensor
+                    ) -> Tensor:
+        """One render (rgb (H, W, 3) composited over `background`, alpha (H, W, 1), depth (H, W, 1) as
+        `stages.render.render` returns them) with its pixels replaced by the nearest input photo wherever that
+        photo sees them, composited with the render's own alpha (so the silhouette stays the avatar's)."""
+        v = nearest_view(self.cameras, camera)
+        a = alpha[..., 0]
+        z = depth[..., 0] / a.clamp(min=1e-4)
+        photo, valid = reproject(self.images[v].to(rgb), self.masks[v].to(rgb), self.cameras[v:v + 1], camera, z)
+        keep = (valid & (a > 0.5)).unsqueeze(-1).to(rgb)
+        bg = background.to(rgb).view(1, 1, 3)
+        composite = photo * alpha + bg * (1 - alpha)
+        return keep * composite + (1 - keep) * rgb
+
+    def sharpen(self, rgb: Tensor, alpha: Tensor, depth: Tensor, camera: Cameras, background: Tensor) -> Tensor:
+        """The render sharpened with the reprojected photo where the two agree (`agreeing`)."""
+        return agreeing(self.reprojected(rgb, alpha, depth, camera, background), rgb)
