@@ -23,6 +23,7 @@ from stages.cameras import Cameras, frames_from_cameras, look_at, spherical_eye,
 from stages.capture import read_capture, write_capture
 from stages.capture.colmap import qvec_to_rotmat
 from stages.capture.imaging import undistort
+from stages.capture.letterbox import letterbox, picture_area
 from stages.capture.normalise import Normalisation, fit_normalisation, look_at_point
 from stages.capture.prepare import PrepareOptions, prepare_capture, select_views
 from stages.capture.sources import load_source
@@ -469,3 +470,43 @@ def test_cli_synthetic_and_its_round_trip(tmp_path: Path) -> None:
     assert len(cap) == 4 and cap.images.shape[1] == 48 and (tmp_path / "syn" / "targets").is_dir()
     assert cap.expressions is not None and len({tuple(e.tolist()) for e in cap.expressions}) == 4
     check_round_trip(tmp_path / "syn", tmp_path)
+
+
+def test_letterbox_bars_are_found_on_every_side_and_only_there() -> None:
+    rng = np.random.default_rng(0)
+    img = rng.uniform(0.2, 0.9, (60, 80, 3)).astype(np.float32)
+    img[:5] = 0.0  # top bar
+    img[-7:] = 10 / 255  # bottom bar at video black
+    img[:, :3] = 0.0  # left bar
+    assert letterbox(img) == (5, 7, 3, 0)
+    area = picture_area(img)
+    assert area[:5].max() == 0 and area[-7:].max() == 0 and area[:, :3].max() == 0 and area[10:50, 5:].min() == 1
+    assert letterbox(np.zeros((20, 20, 3), np.float32)) == (0, 0, 0, 0)  # all black: no picture to bound
+    dark_shirt = rng.uniform(0.2, 0.9, (60, 80, 3)).astype(np.float32)
+    dark_shirt[-10:] = rng.uniform(0.0, 0.2, (10, 80, 3))  # dark but textured: a photographed surface
+    dark_shirt[:1] = 0.0  # one black row is too thin to be called a bar
+    assert letterbox(dark_shirt) == (0, 0, 0, 0)
+
+
+def test_letterbox_bars_inside_a_supplied_mask_become_padding(scene: dict, tmp_path: Path) -> None:
+    cams = head_cameras()
+    cams.cy[:] = H - 30.0  # the head sits low, so its square reaches the photo's bottom rows
+    imgs = render(cams)
+    imgs[..., :3] += 0.5 * (1 - imgs[..., 3:])  # a grey wall behind the head: only the bar is black
+    imgs[..., 3] = 1.0  # masks that take in everything, as a segmenter touching the bar would
+    barred = imgs.copy()
+    barred[:, -12:, :, :3] = 0.0
+    captures = {}
+    for name, pictures, bar_in_mask in (("plain", imgs, True), ("barred", barred, True),
+                                        ("masked_out", barred, False)):
+        frames = pictures.copy()
+        if not bar_in_mask:
+            frames[:, -12:, :, 3] = 0.0
+        src = write_nerfstudio(tmp_path / name, to_source(cams), frames, rgba=False)
+        prepare_capture(src, tmp_path / f"cap_{name}", PrepareOptions(res=RES))
+        captures[name] = read_capture(tmp_path / f"cap_{name}").masks.numpy()
+    # the bar is found in both barred sources, so where a pixel straddles its edge (coverage v) the source
+    # that also masked it out has v * v and the other v
+    barred, masked_out = captures["barred"], captures["masked_out"]
+    assert np.all(barred >= masked_out - 2 / 255) and np.all(barred <= np.sqrt(masked_out) + 2 / 255)
+    assert captures["barred"].sum() < captures["plain"].sum() - 4 * RES  # the bar reached the crop

@@ -10,6 +10,7 @@ Steps, per source folder (nerfstudio `transforms.json` or a COLMAP text model, s
    camera has any (OpenCV, to a pinhole with the same K), cut the square around the head sphere of
    `--head-radius` (capture units) centred on the projected head centre, padding with transparent black where
    it leaves the photo, and resample it to `--res` (area filter down, bilinear up), rewriting the intrinsics.
+   Black letterbox bars at the photo's edges (`letterbox`) are padding too, even inside a supplied mask.
 4. Write the capture atomically: RGBA PNGs (alpha = mask, or just the padding when there is no mask) and
    transforms.json; per-frame `expression` and the top-level `expression_space` are carried over when present.
 """
@@ -29,6 +30,7 @@ from stages.capture import MAX_VIEWS, write_capture
 from stages.capture.face_anchor import face_anchor
 from stages.capture.face_source import is_uncalibrated, load_face_source
 from stages.capture.imaging import crop_cameras, crop_resize, head_square, undistort
+from stages.capture.letterbox import picture_area
 from stages.capture.masking import MASK_METHODS, grabcut_mask, source_mask
 from stages.capture.normalise import Normalisation, fit_normalisation
 from stages.capture.segment import segmenter_name
@@ -138,8 +140,9 @@ def _process_view(view: SourceView, cam: Cameras, source: Source, opts: PrepareO
     method = "segment" if opts.mask == "auto" and source.kind.startswith("face") else opts.mask
     mask, kind = source_mask(view, img, method, source.root)
     rgb = img[..., :3] if img.shape[2] >= 3 else np.repeat(img[..., :1], 3, axis=2)
+    picture = picture_area(rgb)  # letterbox bars count as padding: they are not the person
     stack = np.concatenate([rgb, (mask if mask is not None else np.ones((h, w), np.float32))[..., None],
-                            np.ones((h, w, 1), np.float32)], axis=2)
+                            picture[..., None]], axis=2)
     if view.distorted:
         stack = undistort(stack, cam, view.distortion)
     try:
