@@ -564,3 +564,30 @@ def test_cli_train_refuses_more_input_view_targets_than_inputs(corpus, tracked, 
     r = runner.invoke(app, ["train", "--data", spec, "--input-view-targets", "5", "--out", str(tmp_path / "r"),
                             "--steps", "1", "--quiet"])
     assert r.exit_code == 2 and "--input-view-targets 5" in r.output and not (tmp_path / "r").exists()
+
+
+def test_nearest_rotations_take_the_frames_that_turn_least_from_the_anchor():
+    from stages.train.video_data import nearest_rotations
+
+    yaw = np.radians([0.0, 30.0, 2.0, -25.0, 4.0, 60.0, -3.0])
+    rots = np.stack([np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]) for a in yaw])
+    assert nearest_rotations(rots, 4, 0) == [0, 2, 4, 6]
+    assert nearest_rotations(rots, 2, 5) == [1, 5]
+
+
+def test_narrow_video_inputs_turn_less_than_spread_ones(corpus, tracked):
+    from stages.train.video_data import VideoSource
+
+    spec = f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}"
+
+    def spread(src: VideoSource) -> float:  # widest angle between two inputs' viewing directions, degrees
+        worst = 0.0
+        for i in range(6):
+            d = -src.example(i, 0, 0, torch.device("cpu"))["input_cameras"].c2w[:, :3, 2]
+            worst = max(worst, float(torch.rad2deg(torch.arccos((d @ d.T).clamp(-1, 1))).max()))
+        return worst
+
+    plain, narrow = VideoSource(spec, 32, 4, 3, seed=1), VideoSource(spec, 32, 4, 3, seed=1, narrow_share=1.0)
+    assert spread(narrow) < spread(plain)
+    assert torch.equal(VideoSource(spec, 32, 4, 3, seed=1, narrow_share=0.0).example(0, 0, 0, torch.device("cpu"))
+                       ["input_rgb"], plain.example(0, 0, 0, torch.device("cpu"))["input_rgb"])

@@ -50,6 +50,9 @@ class TrainConfig:
     narrow_inputs: float = opt(0.0, "Fraction of the synthetic pool's input sets taken as a phone video that "
                                     "hardly turns: 4 cameras within 3-15 degrees of one studio view, rendered at "
                                     "their own cameras (0: every set k-farthest over the studio, as the paper).")
+    narrow_video_inputs: float = opt(0.0, "Fraction of video examples whose 4 inputs are the frames nearest one "
+                                          "frame in head rotation (a clip that hardly turns, where stereo has no "
+                                          "baseline) instead of spread by farthest-point sampling.")
     consistent_inputs: bool = opt(False, "Ablation: inputs at the target expression instead of other timesteps.")
     n_cameras: int = opt(32, "Synthetic studio size (--source fresh).")
     source: str = opt("pool", "Synthetic data: pool (a bank of pre-rendered subjects reused for many steps) or "

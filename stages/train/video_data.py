@@ -1,7 +1,8 @@
 """Training examples from monocular clips (`video:DIR`) and from several datasets mixed by weight.
 
 A video example: one clip; 4 input frames at different times, chosen for viewpoint spread (farthest-point
-sampling on head rotation among a random subset of the clip's frames, so the choice varies between examples);
+sampling on head rotation among a random subset of the clip's frames, so the choice varies between examples;
+with `--narrow-video-inputs F`, a fraction F of the sets are instead one frame and the 3 nearest it in rotation);
 `n_supervision` other frames as targets, each with its OWN camera and ARKit code (`target_codes`, the network
 decodes each target's expression from one identity pass). Losses are computed as for studio data, against the
 target composited with its person mask over a random background (so only the person is learned).
@@ -89,12 +90,21 @@ def expression_regions(landmarks: np.ndarray, size: int, mouth_margin: float = 0
     return out.astype(np.float32)
 
 
+def nearest_rotations(rotations: np.ndarray, k: int, first: int) -> list[int]:
+    """`first` and the k - 1 frames whose viewing directions are nearest its own (sorted): an input set that
+    hardly turns, as a phone clip of someone looking into the camera gives (`--narrow-video-inputs`)."""
+    d = -np.asarray(rotations)[:, :, 2]
+    angle = np.arccos(np.clip(d @ d[first], -1, 1))
+    angle[first] = -1.0  # the anchor itself comes first even where another frame has the same direction
+    return sorted(np.argsort(angle, kind="stable")[:k].tolist())
+
+
 class VideoSource:
     """Examples from a `video:DIR` dataset; example i of step s is a pure function of (seed, s, rank, i)."""
 
     def __init__(self, data, size: int, n_inputs: int, n_supervision: int, seed: int, split: str = "train",
                  configs: int = 0, expr_regions: bool = False, prior: str = "builtin",
-                 input_view_targets: int = 0):
+                 input_view_targets: int = 0, narrow_share: float = 0.0):
         from stages.datasets import open_dataset
         from stages.datasets.video import VideoDataset
 
@@ -103,6 +113,7 @@ class VideoSource:
             raise BadInput("not a video:DIR dataset", getattr(self.dataset, "root", None))
         self.size, self.seed, self.n_inputs, self.n_supervision = size, seed, n_inputs, n_supervision
         self.configs, self.expr_regions, self.input_view_targets = configs, expr_regions, input_view_targets
+        self.narrow_share = narrow_share
         self.face = None  # the canonical face, when video examples get the face-mesh prior
         if prior == "facemesh":
             self.face = self.dataset.canonical_face()
@@ -127,7 +138,10 @@ class VideoSource:
         cand = sorted(perm[:CANDIDATES])
         rots = self.dataset.rotations(name)[cand]
         first = int(torch.randint(0, len(cand), (1,), generator=gi))
-        inputs = [cand[i] for i in farthest_rotations(rots, self.n_inputs, first)]
+        narrow = self.narrow_share > 0 and float(torch.rand(1, generator=gi)) < self.narrow_share
+        picks = nearest_rotations(rots, self.n_inputs, first) if narrow else \
+            farthest_rotations(rots, self.n_inputs, first)
+        inputs = [cand[i] for i in picks]
         rest = [t for t in ts if t not in inputs] or list(ts)
         order = torch.randperm(len(rest), generator=g).tolist()
         targets = [rest[order[i % len(rest)]] for i in range(self.n_supervision)]
