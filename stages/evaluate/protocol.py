@@ -16,6 +16,7 @@ from torch import Tensor
 
 from stages.cameras import Cameras
 from stages.errors import BadInput
+from stages.landmark_masks import hull_mask
 
 
 @dataclass
@@ -160,12 +161,7 @@ def capture_episode(capture_dir: Path) -> Episode:
 def face_hull(landmarks: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     """(size, size) — or (height, width) for a pair — float32 mask of the convex hull of face landmarks
     (pixel-corner coordinates)."""
-    import cv2
-
-    hull = cv2.convexHull(np.round(np.asarray(landmarks, np.float64)[:, :2] - 0.5).astype(np.int32))
-    mask = np.zeros((size, size) if isinstance(size, int) else tuple(size), np.uint8)
-    cv2.fillConvexPoly(mask, hull, 1)
-    return mask.astype(np.float32)
+    return hull_mask(landmarks, (size, size) if isinstance(size, int) else tuple(size)).astype(np.float32)
 
 
 def video_episode(dataset, subject: str, n_inputs: int = 4, n_targets: int = 8) -> Episode:

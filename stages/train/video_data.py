@@ -77,12 +77,13 @@ def expression_regions(landmarks: np.ndarray, size: int, mouth_margin: float = 0
     (`train --video-expr-regions`)."""
     import cv2
 
+    from stages.landmark_masks import hull_mask
+
     pts = np.asarray(landmarks, np.float64)[:, :2]
     out = np.zeros((size, size), np.uint8)
     for ids, margin in ((LIPS, mouth_margin), (EYES[0], eye_margin), (EYES[1], eye_margin)):
         p = pts[list(ids)]
-        part = np.zeros_like(out)
-        cv2.fillConvexPoly(part, cv2.convexHull(np.round(p - 0.5).astype(np.int32)), 1)
+        part = hull_mask(p, (size, size))
         r = int(round(margin * float(np.ptp(p[:, 0]))))
         if r > 0:
             part = cv2.dilate(part, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
