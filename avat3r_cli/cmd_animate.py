@@ -47,9 +47,10 @@ def animate_cmd(
     size: Annotated[int, typer.Option(help="Output resolution (square) for front/orbit.")] = 256,
     background: Annotated[str, typer.Option(help="white, black, grey or R,G,B in [0,1].")] = "white",
     frames_dir: Annotated[Path | None, typer.Option(help="Also write every frame as an RGBA PNG here.")] = None,
-    photo_detail: Annotated[bool, typer.Option(
-        "--photo-detail", help="Sharpen each frame with the input photo nearest its camera where the two agree "
-        "(as `render --photo-detail`).")] = False,
+    photo_detail: Annotated[bool | None, typer.Option(
+        "--photo-detail/--no-photo-detail", help="Sharpen each frame with the input photo nearest its camera where "
+        "the two agree (as `render --photo-detail`). Default: on when the avatar's inputs turn less than 15 "
+        "degrees, off otherwise.", show_default=False)] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Model checkpoint; default: the avatar's own.")] = None,
     device: DeviceOpt = "auto",
     compile_frames: CompileOpt = False,
@@ -110,7 +111,10 @@ def animate_cmd(
         codes = load_codes(exp, driver.expression_dim)
         cams = camera_path(camera or "orbit", len(codes), driver.avatar, size)
     fps = 25.0 if fps is None else fps
-    frames = render_frames(driver, codes, cams, bg, photo=photo_detail)
+    from stages.render.photo_detail import photo_detail_wanted
+
+    photo_on = photo_detail_wanted(photo_detail, driver.avatar.cameras)
+    frames = render_frames(driver, codes, cams, bg, photo=photo_on)
     if side_by_side and source is not None:
         from stages.track.drive import beside
 
@@ -134,7 +138,8 @@ def animate_cmd(
         finally:
             writer.close()
     rep.summary(f"wrote {out} ({len(codes)} frames at {fps:g} fps, {cams.width}x{cams.height}"
-                f"{' beside the driving video' if side_by_side else ''}{' over the driving video' if overlay else ''})")
+                f"{' beside the driving video' if side_by_side else ''}{' over the driving video' if overlay else ''}"
+                f"{', with photo detail' if photo_on else ''})")
 
 
 def register(app: typer.Typer) -> None:

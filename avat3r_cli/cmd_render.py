@@ -88,10 +88,11 @@ def render_cmd(
     ] = "black",
     depth: Annotated[bool, typer.Option(
         "--depth", help="Also write depth/NAME.png (16-bit mm) and depth/NAME.npy (float32 m).")] = False,
-    photo_detail: Annotated[bool, typer.Option(
-        "--photo-detail", help="Avatars: sharpen each frame with the input photo nearest its camera where the "
-        "two agree (README; a blurred render of a real person gains detail, an expression the photo does not "
-        "show stays the avatar's).")] = False,
+    photo_detail: Annotated[bool | None, typer.Option(
+        "--photo-detail/--no-photo-detail", help="Avatars: sharpen each frame with the input photo nearest its "
+        "camera where the two agree (README; a blurred render of a real person gains detail, an expression the "
+        "photo does not show stays the avatar's). Default: on when the avatar's inputs turn less than 15 "
+        "degrees, off otherwise.", show_default=False)] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Model checkpoint (avatars only).")] = None,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
@@ -104,7 +105,7 @@ def render_cmd(
     from stages.cameras import read_transforms
     from stages.io import to_uint8
     from stages.render import render
-    from stages.render.photo_detail import InputPhotos
+    from stages.render.photo_detail import InputPhotos, photo_detail_wanted
     from stages.scene import open_scene, scene_codes, transforms_codes
 
     dev, rep = start_run(device, quiet, seed)
@@ -112,9 +113,11 @@ def render_cmd(
     if (cameras is None) == (driving is None):
         raise BadInput("give exactly one of --cameras transforms.json and --driving VIDEO")
     world = open_scene(scene, dev, checkpoint)
-    if photo_detail and world.expression_dim is None:
+    avatar = getattr(world, "avatar", None)  # static Gaussian sets and other scenes have no input photos
+    if photo_detail and avatar is None:
         raise BadInput("--photo-detail needs an avatar (its input photos); this is a static Gaussian set", scene)
-    photos = InputPhotos.of(world.avatar, dev) if photo_detail else None
+    photo_on = avatar is not None and photo_detail_wanted(photo_detail, avatar.cameras)
+    photos = InputPhotos.of(avatar, dev) if photo_on else None
     bg_t = torch.tensor(bg, device=dev)
     from_file = False
     if driving is not None:
@@ -161,7 +164,8 @@ def render_cmd(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     extra = (" + depth" if depth else "") + (", expressions from the cameras file" if from_file else "") + \
-        (", with photo detail" if photo_detail else "")
+        (", with photo detail" + (" (the inputs turn less than 15 degrees)" if photo_detail is None else "")
+         if photo_on else "")
     rep.summary(f"wrote {len(names)} RGBA image(s){extra} to {out}")
 
 

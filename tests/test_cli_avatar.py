@@ -195,3 +195,38 @@ def test_evaluate_scores_model_and_baselines(tmp_path, chain):
     # the untrained-but-perturbed network is not the prior baseline, and neither is a copied input view
     assert len({report["mean"][k]["psnr"] for k in ("avat3r", "nearest view", "prior points")}) == 3
     assert (out / "grid.png").is_file()
+
+
+def test_photo_detail_is_on_by_default_only_for_inputs_that_hardly_turn(chain):
+    """Unset, photo detail follows the inputs' spread: a studio capture renders as with --no-photo-detail, the
+    same avatar with its cameras turned to within a few degrees of each other as with --photo-detail."""
+    import imageio.v3 as iio
+
+    from stages.avatar import save_avatar
+    from stages.cameras import Cameras, look_at, spherical_eye
+    from stages.render.photo_detail import NARROW_DEG, input_spread_deg, photo_detail_wanted
+
+    tmp, ckpt, cap = chain
+    wide = tmp / "avatar_auto.safetensors"
+    _ok(runner.invoke(app, ["reconstruct", str(cap), "--out", str(wide), "--checkpoint", str(ckpt), "--device",
+                            "cpu", "--quiet"]))
+    av = load_avatar(wide)
+    assert input_spread_deg(av.cameras) > NARROW_DEG and not photo_detail_wanted(None, av.cameras)
+    c = av.cameras
+    eyes = spherical_eye(torch.tensor([-3.0, 0.0, 2.0, 4.0]), torch.tensor([1.0, -2.0, 0.0, 3.0]),
+                         float(c.c2w[0, :3, 3].norm()))
+    av.cameras = Cameras(look_at(eyes), c.fx, c.fy, c.cx, c.cy, c.width, c.height)
+    assert 5.0 < input_spread_deg(av.cameras) < NARROW_DEG and photo_detail_wanted(None, av.cameras)
+    assert not photo_detail_wanted(False, av.cameras) and photo_detail_wanted(True, c)
+    narrow = tmp / "avatar_narrow.safetensors"
+    save_avatar(narrow, av)
+    write_transforms(tmp / "near.json", frames_from_cameras(av.cameras[:2], ["a.png", "b.png"]))
+    for avatar, flags, out in ((wide, [], "w_auto"), (wide, ["--no-photo-detail"], "w_off"),
+                               (narrow, [], "n_auto"), (narrow, ["--photo-detail"], "n_on"),
+                               (narrow, ["--no-photo-detail"], "n_off")):
+        _ok(runner.invoke(app, ["render", str(avatar), "--cameras", str(tmp / "near.json"), "--out",
+                                str(tmp / out), "--checkpoint", str(ckpt), "--device", "cpu", "--quiet", *flags]))
+    for name in ("a.png", "b.png"):
+        img = {k: iio.imread(tmp / k / name) for k in ("w_auto", "w_off", "n_auto", "n_on", "n_off")}
+        assert np.array_equal(img["w_auto"], img["w_off"])
+        assert np.array_equal(img["n_auto"], img["n_on"]) and not np.array_equal(img["n_auto"], img["n_off"])

@@ -21,6 +21,10 @@ from stages.cameras import Cameras
 
 SIGMA_PX = 2.0  # blur before comparing: differences finer than this are what the photo is for
 TAU = 0.35  # colour distance (RGB, 0-1) at which the photo's weight has fallen to 1/e; chosen on the dev cases
+# Inputs that turn less than this (prepare's "hardly turns" warning) leave stereo without a baseline: the avatar
+# is blurred most there, and every view is near a photo. `render` and `animate` then use photo detail unless told
+# otherwise; studio captures, whose heads already render sharp, stay as they are.
+NARROW_DEG = 15.0
 
 
 def nearest_view(inputs: Cameras, camera: Cameras) -> int:
@@ -28,6 +32,18 @@ def nearest_view(inputs: Cameras, camera: Cameras) -> int:
     rel = inputs.c2w[:, :3, :3].transpose(1, 2) @ camera.c2w[0, :3, :3].to(inputs.c2w)
     cos = ((rel.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)
     return int(torch.argmax(cos))
+
+
+def input_spread_deg(cameras: Cameras) -> float:
+    """The widest angle (degrees) between two input cameras' viewing directions."""
+    d = -cameras.c2w[:, :3, 2].double()
+    d = d / d.norm(dim=-1, keepdim=True)
+    return float(torch.rad2deg(torch.arccos((d @ d.T).clamp(-1.0, 1.0))).max())
+
+
+def photo_detail_wanted(choice: bool | None, cameras: Cameras) -> bool:
+    """`--photo-detail` / `--no-photo-detail` as given; unset, on for inputs that turn less than NARROW_DEG."""
+    return choice if choice is not None else input_spread_deg(cameras) < NARROW_DEG
 
 
 def reproject(image: Tensor, mask: Tensor, source: Cameras, target: Cameras, depth: Tensor
