@@ -102,7 +102,7 @@ def render_cmd(
     import imageio.v3 as iio
     import torch
 
-    from stages.cameras import read_transforms
+    from stages.cameras import MIN_TURN_DEG, read_transforms
     from stages.io import to_uint8
     from stages.render import render
     from stages.render.photo_detail import InputPhotos, photo_detail_wanted
@@ -163,9 +163,9 @@ def render_cmd(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    why = f" (the inputs turn less than {MIN_TURN_DEG:g} degrees)" if photo_detail is None else ""
     extra = (" + depth" if depth else "") + (", expressions from the cameras file" if from_file else "") + \
-        (", with photo detail" + (" (the inputs turn less than 15 degrees)" if photo_detail is None else "")
-         if photo_on else "")
+        (f", with photo detail{why}" if photo_on else "")
     rep.summary(f"wrote {len(names)} RGBA image(s){extra} to {out}")
 
 

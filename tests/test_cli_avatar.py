@@ -203,20 +203,20 @@ def test_photo_detail_is_on_by_default_only_for_inputs_that_hardly_turn(chain):
     import imageio.v3 as iio
 
     from stages.avatar import save_avatar
-    from stages.cameras import Cameras, look_at, spherical_eye
-    from stages.render.photo_detail import NARROW_DEG, input_spread_deg, photo_detail_wanted
+    from stages.cameras import MIN_TURN_DEG, Cameras, look_at, spherical_eye, viewing_spread_deg
+    from stages.render.photo_detail import photo_detail_wanted
 
     tmp, ckpt, cap = chain
     wide = tmp / "avatar_auto.safetensors"
     _ok(runner.invoke(app, ["reconstruct", str(cap), "--out", str(wide), "--checkpoint", str(ckpt), "--device",
                             "cpu", "--quiet"]))
     av = load_avatar(wide)
-    assert input_spread_deg(av.cameras) > NARROW_DEG and not photo_detail_wanted(None, av.cameras)
+    assert viewing_spread_deg(av.cameras.c2w) > MIN_TURN_DEG and not photo_detail_wanted(None, av.cameras)
     c = av.cameras
     eyes = spherical_eye(torch.tensor([-3.0, 0.0, 2.0, 4.0]), torch.tensor([1.0, -2.0, 0.0, 3.0]),
                          float(c.c2w[0, :3, 3].norm()))
     av.cameras = Cameras(look_at(eyes), c.fx, c.fy, c.cx, c.cy, c.width, c.height)
-    assert 5.0 < input_spread_deg(av.cameras) < NARROW_DEG and photo_detail_wanted(None, av.cameras)
+    assert 5.0 < viewing_spread_deg(av.cameras.c2w) < MIN_TURN_DEG and photo_detail_wanted(None, av.cameras)
     assert not photo_detail_wanted(False, av.cameras) and photo_detail_wanted(True, c)
     narrow = tmp / "avatar_narrow.safetensors"
     save_avatar(narrow, av)

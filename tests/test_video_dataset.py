@@ -567,7 +567,7 @@ def test_cli_train_refuses_more_input_view_targets_than_inputs(corpus, tracked, 
 
 
 def test_nearest_rotations_take_the_frames_that_turn_least_from_the_anchor():
-    from stages.train.video_data import nearest_rotations
+    from stages.datasets.video import nearest_rotations
 
     yaw = np.radians([0.0, 30.0, 2.0, -25.0, 4.0, 60.0, -3.0])
     rots = np.stack([np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]) for a in yaw])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -164,3 +165,14 @@ class Cameras:
         c2w = self.c2w.clone()
         c2w[:, :3, 3] = scale * (c2w[:, :3, 3] - offset.to(c2w))
         return replace(self, c2w=c2w)
+
+
+MIN_TURN_DEG = 15.0  # views that turn less than this give little 3D (prepare warns; render adds photo detail)
+
+
+def viewing_spread_deg(c2w: np.ndarray) -> float:
+    """Largest angle (degrees) between two cameras' viewing directions, for (N, 4, 4) camera-to-world arrays
+    (0 for none): how far a set of views turns."""
+    d = -np.asarray(c2w)[:, :3, 2]
+    cos = np.clip(d @ d.T, -1.0, 1.0)
+    return float(np.degrees(np.arccos(cos.min()))) if len(d) else 0.0

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from stages.cameras import Cameras
+from stages.cameras import MIN_TURN_DEG, Cameras
 from stages.capture.face_cameras import FaceCameras, solve_face_cameras
 from stages.capture.sources import Source, SourceView
 from stages.errors import BadInput
@@ -33,7 +33,6 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 DEFAULT_VIEWS = 4  # the model takes at most 4 views (it was trained with 4)
 MAX_DETECT_SIDE = 1280  # the landmarker sees at most this (it runs at 256 internally); landmarks scale back
 MAX_CANDIDATES = 150  # video frames looked at, evenly spread over the clip
-MIN_TURN_DEG = 15.0  # a pool whose views span less than this gives little 3D
 TINY_FACE_PX = 40.0  # outer eye corners closer than this: the face is too small for detail
 BLUR_SHARPNESS = 12.0  # variance of the Laplacian on a face normalised to 128 px across; below: blurred
 EYES_CLOSED = 0.55  # eyeBlink blendshape above this: closed

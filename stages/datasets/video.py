@@ -15,6 +15,7 @@ draws inputs and supervision frames at different times; evaluation uses `episode
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -201,13 +202,26 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _view_angles(rotations: np.ndarray) -> Callable[[int], np.ndarray]:
+    """angle_to(i): the angles (radians) between every head rotation's viewing direction and rotation i's."""
+    d = -np.asarray(rotations)[:, :, 2]
+    return lambda i: np.arccos(np.clip(d @ d[i], -1, 1))
+
+
 def farthest_rotations(rotations: np.ndarray, k: int, first: int = 0) -> list[int]:
     """k indices spread over head rotations by farthest-point sampling on viewing directions (starting at
     `first`); ties resolve to the earliest frame, so the choice is deterministic."""
     from stages.farthest import farthest_point_order
 
-    d = -np.asarray(rotations)[:, :, 2]
-    return sorted(farthest_point_order(len(d), k, first, lambda i: np.arccos(np.clip(d @ d[i], -1, 1))))
+    return sorted(farthest_point_order(len(rotations), k, first, _view_angles(rotations)))
+
+
+def nearest_rotations(rotations: np.ndarray, k: int, first: int) -> list[int]:
+    """`first` and the k - 1 frames whose viewing directions are nearest its own (sorted): an input set that
+    hardly turns, as a phone clip of someone looking into the camera gives (`--narrow-video-inputs`)."""
+    angle = _view_angles(rotations)(first)
+    angle[first] = -1.0  # the anchor itself comes first even where another frame has the same direction
+    return sorted(np.argsort(angle, kind="stable")[:k].tolist())
 
 
 @lru_cache(maxsize=256)

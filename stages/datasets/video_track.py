@@ -259,13 +259,6 @@ def _outliers(cams, landmarks: list[np.ndarray]) -> np.ndarray:
     return rel > max(DISAGREE_FACTOR * float(np.median(rel)), DISAGREE_FLOOR)
 
 
-def rotation_spread(c2w: np.ndarray) -> float:
-    """Largest angle (degrees) between two cameras' viewing directions."""
-    d = -c2w[:, :3, 2]
-    cos = np.clip(d @ d.T, -1.0, 1.0)
-    return float(np.degrees(np.arccos(cos.min()))) if len(d) else 0.0
-
-
 def verdict(n_face: int, n_multi: int, n_single: int, spread: float, settings: TrackSettings) -> str:
     """'usable' or the reason a clip is skipped."""
     if n_face == 0:
@@ -351,7 +344,9 @@ def track_clip(path: Path, dest: Path, settings: TrackSettings, key: str, name: 
         arr = {k: np.stack([r[k] for r in rows]) for k in ("c2w", "intr", "landmarks", "code", "sharp", "frame",
                                                             "faces", "rect", "residual")}
         np.savez(tmp / "track.npz", **arr)
-        spread = rotation_spread(arr["c2w"])
+        from stages.cameras import viewing_spread_deg
+
+        spread = viewing_spread_deg(arr["c2w"])
         meta.update(spread_deg=round(spread, 2), frames=len(rows))
     if "verdict" not in meta:
         n_multi = meta.get("multi_face_frames", 0)

@@ -17,14 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stages.cameras import Cameras
+from stages.cameras import MIN_TURN_DEG, Cameras, viewing_spread_deg
 
 SIGMA_PX = 2.0  # blur before comparing: differences finer than this are what the photo is for
 TAU = 0.35  # colour distance (RGB, 0-1) at which the photo's weight has fallen to 1/e; chosen on the dev cases
-# Inputs that turn less than this (prepare's "hardly turns" warning) leave stereo without a baseline: the avatar
-# is blurred most there, and every view is near a photo. `render` and `animate` then use photo detail unless told
-# otherwise; studio captures, whose heads already render sharp, stay as they are.
-NARROW_DEG = 15.0
 
 
 def nearest_view(inputs: Cameras, camera: Cameras) -> int:
@@ -34,16 +30,13 @@ def nearest_view(inputs: Cameras, camera: Cameras) -> int:
     return int(torch.argmax(cos))
 
 
-def input_spread_deg(cameras: Cameras) -> float:
-    """The widest angle (degrees) between two input cameras' viewing directions."""
-    d = -cameras.c2w[:, :3, 2].double()
-    d = d / d.norm(dim=-1, keepdim=True)
-    return float(torch.rad2deg(torch.arccos((d @ d.T).clamp(-1.0, 1.0))).max())
-
-
 def photo_detail_wanted(choice: bool | None, cameras: Cameras) -> bool:
-    """`--photo-detail` / `--no-photo-detail` as given; unset, on for inputs that turn less than NARROW_DEG."""
-    return choice if choice is not None else input_spread_deg(cameras) < NARROW_DEG
+    """`--photo-detail` / `--no-photo-detail` as given; unset, on for inputs that turn less than MIN_TURN_DEG
+    (prepare's "hardly turns" warning): stereo has no baseline there, the avatar is blurred most, and every view
+    is near a photo. Studio captures, whose heads already render sharp, stay as they are."""
+    if choice is not None:
+        return choice
+    return viewing_spread_deg(cameras.c2w.detach().double().cpu().numpy()) < MIN_TURN_DEG
 
 
 def reproject(image: Tensor, mask: Tensor, source: Cameras, target: Cameras, depth: Tensor

@@ -35,7 +35,7 @@ def _uniform(g: torch.Generator, lo: float, hi: float, n: int | None = None) -> 
     return x if n is not None else float(x)
 
 
-def _rotation(yaw: float, pitch: float, roll: float) -> torch.Tensor:
+def local_rotation(yaw: float, pitch: float, roll: float = 0.0) -> torch.Tensor:
     """A camera-local rotation (radians): yaw about y, pitch about x, roll about the viewing axis."""
     cy, sy, cp, sp, cr, sr = (math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch), math.cos(roll),
                               math.sin(roll))
@@ -70,7 +70,7 @@ def wide_cameras(n: int, size: int, generator: torch.Generator) -> Cameras:
         yaw = _uniform(g, -1, 1) * max(0.0, half_h - head) * 0.8
         pitch = _uniform(g, -1, 1) * max(0.0, half_v - head) * 0.8
         roll = math.radians(_uniform(g, -1, 1) * kind["roll"])
-        c2w[:3, :3] = c2w[:3, :3] @ _rotation(yaw, pitch, roll)
+        c2w[:3, :3] = c2w[:3, :3] @ local_rotation(yaw, pitch, roll)
         photo = Cameras(c2w[None], f_photo, f_photo, width / 2, height / 2, width, height)
         crop = head_square(photo, frame, centre)
         out.append(crop_cameras(photo, crop, size).to(dtype=torch.float32))

@@ -89,16 +89,15 @@ def narrow_cameras(base: Cameras, n: int, generator: torch.Generator, max_spread
     """n cameras orbiting the head centre (the world origin) within a few degrees of `base`: the frames of a
     phone video of a head that hardly turns. Real monocular captures look like this, and there the built-in
     prior's stereo has almost no baseline; studio inputs chosen k-farthest never show the model that case."""
+    from stages.synth.framing import local_rotation
+
     spread = math.radians(3.0 + (max_spread_deg - 3.0) * float(torch.rand(1, generator=generator)))
     angles = (torch.rand(n, 2, generator=generator, dtype=torch.float64) * 2 - 1) * spread
     c2w = base.c2w[0].double()
     out = []
     for yaw, pitch in angles.tolist():
-        cy, sy, cp, sp = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch)
-        ry = torch.tensor([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]], dtype=torch.float64)
-        rx = torch.tensor([[1, 0, 0], [0, cp, -sp], [0, sp, cp]], dtype=torch.float64)
         m = torch.eye(4, dtype=torch.float64)
-        m[:3, :3] = ry @ rx
+        m[:3, :3] = local_rotation(yaw, pitch)
         out.append((m.to(c2w.device) @ c2w).to(base.c2w.dtype))
     return Cameras(torch.stack(out), base.fx.expand(n), base.fy.expand(n), base.cx.expand(n), base.cy.expand(n),
                    base.width, base.height)

@@ -91,15 +91,6 @@ def expression_regions(landmarks: np.ndarray, size: int, mouth_margin: float = 0
     return out.astype(np.float32)
 
 
-def nearest_rotations(rotations: np.ndarray, k: int, first: int) -> list[int]:
-    """`first` and the k - 1 frames whose viewing directions are nearest its own (sorted): an input set that
-    hardly turns, as a phone clip of someone looking into the camera gives (`--narrow-video-inputs`)."""
-    d = -np.asarray(rotations)[:, :, 2]
-    angle = np.arccos(np.clip(d @ d[first], -1, 1))
-    angle[first] = -1.0  # the anchor itself comes first even where another frame has the same direction
-    return sorted(np.argsort(angle, kind="stable")[:k].tolist())
-
-
 class VideoSource:
     """Examples from a `video:DIR` dataset; example i of step s is a pure function of (seed, s, rank, i)."""
 
@@ -129,7 +120,7 @@ class VideoSource:
     def frames(self, name: str, g: torch.Generator, config: int | None = None) -> tuple[list[int], list[int]]:
         """(input timesteps, supervision timesteps) for one example of clip `name`; with `config`, the inputs
         are that fixed set of the clip (a pure function of seed, clip and config)."""
-        from stages.datasets.video import farthest_rotations
+        from stages.datasets.video import farthest_rotations, nearest_rotations
         from stages.train.data import stable_seed, with_input_views
 
         ts = self.dataset.timesteps(name)
