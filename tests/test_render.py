@@ -142,6 +142,22 @@ def test_isotropic_gaussian_lands_on_expected_pixel():
     assert abs(float(a[13, 20]) - 0.999) < 1e-6
 
 
+def test_mirrored_cameras_see_the_mirrored_world_flipped_left_to_right():
+    """`Cameras.mirrored` (the video mirror augmentation): Gaussians mirrored across x = 0 (means x -> -x,
+    rotations S R S, i.e. quaternion (w, x, -y, -z)) seen by the mirrored cameras render each camera's image
+    flipped left to right, depth included, for off-centre non-square cameras."""
+    g = random_gaussians(80, seed=5)
+    m = Gaussians(g.means * torch.tensor([-1.0, 1.0, 1.0], dtype=F64), g.quats * torch.tensor(
+        [1.0, 1.0, -1.0, -1.0], dtype=F64), g.log_scales, g.opacity_logits, g.colors)
+    cams = odd_cameras().to(dtype=F64)
+    a, b = render(g, cams, backend="torch"), render(m, cams.mirrored(), backend="torch")
+    assert a.alpha.amax() > 0.5
+    torch.testing.assert_close(b.rgb, a.rgb.flip(2))
+    torch.testing.assert_close(b.depth, a.depth.flip(2))
+    assert torch.allclose(torch.linalg.det(cams.mirrored().c2w[:, :3, :3]), torch.ones(3, dtype=F64))
+    torch.testing.assert_close(cams.mirrored().mirrored().c2w, cams.c2w)
+
+
 def test_depth_of_fronto_parallel_gaussian_is_its_z():
     out = render(one_gaussian([0.0, 0.0, 0.3], scale=0.05, logit=0.0, flat=True), front_camera())
     alpha, depth = out.alpha[0, ..., 0], out.depth[0, ..., 0]

@@ -209,8 +209,8 @@ def test_cli_refuses_a_bad_recipe(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("flag", ["--narrow-inputs", "--narrow-video-inputs"])
-def test_cli_refuses_a_narrow_share_outside_0_to_1(tmp_path, flag):
+@pytest.mark.parametrize("flag", ["--narrow-inputs", "--narrow-video-inputs", "--mirror-video"])
+def test_cli_refuses_a_share_outside_0_to_1(tmp_path, flag):
     r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), flag, "1.5",
                                  "--preset", "tiny", "--steps", "1", "--device", "cpu", "--quiet"])
     assert r.exit_code == 2 and f"{flag} 1.5" in r.output and not (tmp_path / "run").exists()

@@ -325,6 +325,40 @@ def test_video_source_example(corpus, tracked):
     assert spread > 20
 
 
+def test_mirrored_video_examples_flip_images_cameras_and_codes(corpus, tracked):
+    """`--mirror-video F`: a mirrored example is the same example seen in a mirror; F = 0 changes nothing, and a
+    share in between mirrors some examples and not others, the same ones every time."""
+    from stages.capture.face_cameras import HEAD_CENTRE_CANONICAL, RIGID_IDS, canonical_mesh
+    from stages.expressions import ARKIT_INDEX
+    from stages.train.video_data import VideoSource
+
+    spec = f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}"
+    cpu = torch.device("cpu")
+    plain = VideoSource(spec, 32, 4, 3, seed=1, configs=2, expr_regions=True)
+    mirror = VideoSource(spec, 32, 4, 3, seed=1, configs=2, expr_regions=True, mirror_share=1.0)
+    a, b = plain.example(3, 0, 1, cpu), mirror.example(3, 0, 1, cpu)
+    for key in ("input_rgb", "input_alpha", "target_rgb", "target_alpha", "target_expr_mask"):
+        assert torch.equal(b[key], a[key].flip(2)) and not torch.equal(b[key], a[key]), key
+    left, right = ARKIT_INDEX["eyeBlinkLeft"], ARKIT_INDEX["eyeBlinkRight"]
+    torch.testing.assert_close(b["target_codes"][:, left], a["target_codes"][:, right])
+    torch.testing.assert_close(b["input_expr"][:, ARKIT_INDEX["jawOpen"]], a["input_expr"][:, ARKIT_INDEX["jawOpen"]])
+    assert b["prior_key"] == a["prior_key"] + ":mirrored"
+    # the mirrored rigid landmarks, through the mirrored cameras, land where the flipped frames show them
+    pts = torch.from_numpy(canonical_mesh()[list(RIGID_IDS)] - HEAD_CENTRE_CANONICAL).float()
+    uv, _ = a["input_cameras"].project(pts)
+    uv_m, _ = b["input_cameras"].project(pts * torch.tensor([-1.0, 1.0, 1.0]))
+    torch.testing.assert_close(uv_m[..., 0], 32 - uv[..., 0], atol=1e-4, rtol=0)
+    torch.testing.assert_close(uv_m[..., 1], uv[..., 1], atol=1e-4, rtol=0)
+    off = VideoSource(spec, 32, 4, 3, seed=1, configs=2, expr_regions=True, mirror_share=0.0)
+    assert all(torch.equal(off.example(3, 0, 1, cpu)[k], a[k]) for k in ("input_rgb", "target_codes"))
+    half = VideoSource(spec, 32, 4, 3, seed=1, configs=2, mirror_share=0.5)
+    flags = [half.example(s, 0, 0, cpu)["prior_key"].endswith(":mirrored") for s in range(16)]
+    assert 0 < sum(flags) < 16
+    assert flags == [half.example(s, 0, 0, cpu)["prior_key"].endswith(":mirrored") for s in range(16)]
+    with pytest.raises(BadInput, match="--mirror-video"):
+        VideoSource(spec, 32, 4, 3, seed=1, prior="facemesh", mirror_share=0.5)
+
+
 def test_video_configs_fix_the_inputs_and_memoise_their_prior(corpus, tracked, monkeypatch):
     import stages.train.data as data
     from stages.train.video_data import VideoSource
@@ -376,12 +410,12 @@ def test_cli_train_and_evaluate_on_video(corpus, tracked, tmp_path):
     run = tmp_path / "run"
     r = runner.invoke(app, ["train", "--data", spec, "--data", f"{spec}@0.5", "--preset", "tiny", "--steps", "1",
                             "--batch-size", "1", "--workers", "1", "--log-every", "1", "--val-every", "1",
-                            "--out", str(run), "--quiet"])
+                            "--mirror-video", "0.5", "--out", str(run), "--quiet"])
     assert r.exit_code == 0, r.output
     log = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert math.isfinite(log[-1]["loss"]) and (run / "model.safetensors").is_file()
     cfg = json.loads((run / "train_config.json").read_text())
-    assert cfg["data"] == [spec, f"{spec}@0.5"]
+    assert cfg["data"] == [spec, f"{spec}@0.5"] and cfg["mirror_video"] == 0.5
     rep = tmp_path / "rep"
     r = runner.invoke(app, ["evaluate", "--checkpoint", str(run), "--data", spec, "--split", "all",
                             "--targets", "3", "--no-lpips", "--no-akd", "--no-csim", "--out", str(rep), "--quiet"])

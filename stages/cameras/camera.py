@@ -166,6 +166,13 @@ class Cameras:
         c2w[:, :3, 3] = scale * (c2w[:, :3, 3] - offset.to(c2w))
         return replace(self, c2w=c2w)
 
+    def mirrored(self) -> Cameras:
+        """The cameras of a world mirrored across its x = 0 plane, seeing their own images flipped left to right:
+        a world point x -> S x (S = diag(-1, 1, 1)) projects to column W - u where x projected to u. Rotation
+        S R S' with S' flipping the camera's x axis stays proper; the centre is mirrored; cx -> W - cx."""
+        flip_world = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0])).to(self.c2w)
+        return replace(self, c2w=flip_world @ self.c2w @ flip_world, cx=self.width - self.cx)
+
 
 MIN_TURN_DEG = 15.0  # views that turn less than this give little 3D (prepare warns; render adds photo detail)
 

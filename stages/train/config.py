@@ -53,6 +53,9 @@ class TrainConfig:
     narrow_video_inputs: float = opt(0.0, "Fraction of video examples whose 4 inputs are the frames nearest one "
                                           "frame in head rotation (a clip that hardly turns, where stereo has no "
                                           "baseline) instead of spread by farthest-point sampling.")
+    mirror_video: float = opt(0.0, "Fraction of video examples seen in a mirror: images flipped left to right, "
+                                   "cameras mirrored across the face's midplane, Left/Right ARKit channels "
+                                   "swapped (a mirrored face is close to a new person; the clips have few).")
     consistent_inputs: bool = opt(False, "Ablation: inputs at the target expression instead of other timesteps.")
     n_cameras: int = opt(32, "Synthetic studio size (--source fresh).")
     source: str = opt("pool", "Synthetic data: pool (a bank of pre-rendered subjects reused for many steps) or "

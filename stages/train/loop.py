@@ -133,7 +133,8 @@ def make_source(cfg: TrainConfig, size: int, mix: list[tuple[str, float]], recip
         if spec != "synth" and is_video(spec):
             return VideoSource(spec, size, cfg.n_inputs, cfg.n_supervision, cfg.seed, configs=cfg.pool_configs,
                                expr_regions=cfg.video_expr_regions, prior=cfg.video_prior,
-                               input_view_targets=cfg.input_view_targets, narrow_share=cfg.narrow_video_inputs)
+                               input_view_targets=cfg.input_view_targets, narrow_share=cfg.narrow_video_inputs,
+                               mirror_share=cfg.mirror_video)
         if spec != "synth":
             return DiskSource(spec, size, cfg.n_inputs, cfg.n_supervision, cfg.seed,
                               consistent_inputs=cfg.consistent_inputs, input_view_targets=cfg.input_view_targets)

@@ -3,6 +3,9 @@
 A video example: one clip; 4 input frames at different times, chosen for viewpoint spread (farthest-point
 sampling on head rotation among a random subset of the clip's frames, so the choice varies between examples;
 with `--narrow-video-inputs F`, a fraction F of the sets are instead one frame and the 3 nearest it in rotation);
+with `--mirror-video F`, a fraction F of the examples are seen in a mirror (`mirrored`: every image flipped left to
+right, every camera mirrored across the face's midplane, Left/Right ARKit channels swapped), since a mirrored
+face is close to a new person and the corpus has few people;
 `n_supervision` other frames as targets, each with its OWN camera and ARKit code (`target_codes`, the network
 decodes each target's expression from one identity pass). Losses are computed as for studio data, against the
 target composited with its person mask over a random background (so only the person is learned).
@@ -96,7 +99,7 @@ class VideoSource:
 
     def __init__(self, data, size: int, n_inputs: int, n_supervision: int, seed: int, split: str = "train",
                  configs: int = 0, expr_regions: bool = False, prior: str = "builtin",
-                 input_view_targets: int = 0, narrow_share: float = 0.0):
+                 input_view_targets: int = 0, narrow_share: float = 0.0, mirror_share: float = 0.0):
         from stages.datasets import open_dataset
         from stages.datasets.video import VideoDataset
 
@@ -105,8 +108,10 @@ class VideoSource:
             raise BadInput("not a video:DIR dataset", getattr(self.dataset, "root", None))
         self.size, self.seed, self.n_inputs, self.n_supervision = size, seed, n_inputs, n_supervision
         self.configs, self.expr_regions, self.input_view_targets = configs, expr_regions, input_view_targets
-        self.narrow_share = narrow_share
+        self.narrow_share, self.mirror_share = narrow_share, mirror_share
         self.face = None  # the canonical face, when video examples get the face-mesh prior
+        if prior == "facemesh" and mirror_share > 0:
+            raise BadInput("--mirror-video does not apply with --video-prior facemesh (its landmarks are not mirrored)")
         if prior == "facemesh":
             self.face = self.dataset.canonical_face()
             if self.face is None:
@@ -154,7 +159,7 @@ class VideoSource:
         ins = [self._load(name, t) for t in inputs]
         tgs = [self._load(name, t) for t in targets]
         codes = torch.from_numpy(np.stack([self.dataset.codes(name, t) for t in targets]))
-        return {
+        example = {
             "input_rgb": torch.stack([x[0] for x in ins]).to(device),
             "input_alpha": torch.stack([x[1] for x in ins]).to(device),
             "input_cameras": Cameras.cat([self.dataset.cameras(name, t) for t in inputs]).to(device),
@@ -170,6 +175,29 @@ class VideoSource:
                 expression_regions(self.dataset.landmarks(name, t), self.size) for t in targets])).to(device)}
                if self.expr_regions else {}),
         }
+        # its own generator, so that the rest of an example is the same whether or not mirroring is on
+        mirror = self.mirror_share > 0 and float(torch.rand(1, generator=torch.Generator().manual_seed(
+            stable_seed(self.seed, step, rank, index, 29)))) < self.mirror_share
+        return mirrored(example) if mirror else example
+
+
+def mirrored(example: dict) -> dict:
+    """A video example seen in a mirror: images, masks and expression-region masks flipped left to right,
+    cameras mirrored across the world's x = 0 plane (the canonical face's midplane; `Cameras.mirrored`), ARKit
+    codes with Left and Right swapped, and a prior key of its own (the mirrored input set has its own prior)."""
+    from stages.expressions import mirror_arkit
+
+    out = dict(example)
+    for key in ("input_rgb", "input_alpha", "target_rgb", "target_alpha", "target_expr_mask"):
+        if key in out:
+            out[key] = out[key].flip(2)  # (V, H, W[, C]): W is dim 2
+    for key in ("input_cameras", "target_cameras"):
+        out[key] = out[key].mirrored()
+    for key in ("input_expr", "target_expr", "target_codes"):
+        out[key] = torch.from_numpy(np.ascontiguousarray(mirror_arkit(out[key].cpu().numpy()))).to(out[key])
+    if "prior_key" in out:
+        out["prior_key"] = f"{out['prior_key']}:mirrored"
+    return out
 
 
 class MixedSource:
