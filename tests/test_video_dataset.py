@@ -349,6 +349,16 @@ def test_mirrored_video_examples_flip_images_cameras_and_codes(corpus, tracked):
     uv_m, _ = b["input_cameras"].project(pts * torch.tensor([-1.0, 1.0, 1.0]))
     torch.testing.assert_close(uv_m[..., 0], 32 - uv[..., 0], atol=1e-4, rtol=0)
     torch.testing.assert_close(uv_m[..., 1], uv[..., 1], atol=1e-4, rtol=0)
+    # the built-in prior of the mirrored inputs is the mirror of the original inputs' prior
+    from stages.train.data import builtin_prior
+
+    pos_a, conf_a = builtin_prior(a["input_rgb"], a["input_alpha"], a["input_cameras"])
+    pos_b, conf_b = builtin_prior(b["input_rgb"], b["input_alpha"], b["input_cameras"])
+    sure_a, sure_b = conf_a.flip(2) > 0.5, conf_b > 0.5
+    both = sure_a & sure_b
+    assert sure_b.float().mean() > 0.02 and both.sum() > 0.8 * (sure_a | sure_b).sum()  # depth ties break apart
+    gap = (pos_b - (pos_a * torch.tensor([-1.0, 1.0, 1.0])).flip(2)).norm(dim=-1)[both]
+    assert gap.median() < 1e-4 and gap.quantile(0.9) < 1e-3  # metres
     off = VideoSource(spec, 32, 4, 3, seed=1, configs=2, expr_regions=True, mirror_share=0.0)
     assert all(torch.equal(off.example(3, 0, 1, cpu)[k], a[k]) for k in ("input_rgb", "target_codes"))
     half = VideoSource(spec, 32, 4, 3, seed=1, configs=2, mirror_share=0.5)
