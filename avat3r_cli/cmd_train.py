@@ -74,8 +74,10 @@ def _train(out: Path, data: list[str] | None, set_: list[str] | None, init: Path
         raise BadInput(f"--narrow-inputs {options['narrow_inputs']}: expected a fraction from 0 to 1")
     if not 0.0 <= options["narrow_video_inputs"] <= 1.0:
         raise BadInput(f"--narrow-video-inputs {options['narrow_video_inputs']}: expected a fraction from 0 to 1")
-    if not 0.0 <= options["mirror_video"] <= 1.0:
-        raise BadInput(f"--mirror-video {options['mirror_video']}: expected a fraction from 0 to 1")
+    for key in ("mirror_video", "video_colour"):
+        if not 0.0 <= options[key] <= 1.0:
+            flag = "--" + key.replace("_", "-")
+            raise BadInput(f"{flag} {options[key]}: expected a fraction from 0 to 1")
     if options["mirror_video"] > 0 and options["video_prior"] == "facemesh":
         raise BadInput("--mirror-video does not apply with --video-prior facemesh (its landmarks are not mirrored)")
     if options["source"] not in ("pool", "fresh"):

@@ -209,7 +209,8 @@ def test_cli_refuses_a_bad_recipe(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("flag", ["--narrow-inputs", "--narrow-video-inputs", "--mirror-video"])
+@pytest.mark.parametrize("flag", ["--narrow-inputs", "--narrow-video-inputs", "--mirror-video",
+                                  "--video-colour"])
 def test_cli_refuses_a_share_outside_0_to_1(tmp_path, flag):
     r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), flag, "1.5",
                                  "--preset", "tiny", "--steps", "1", "--device", "cpu", "--quiet"])

@@ -369,6 +369,36 @@ def test_mirrored_video_examples_flip_images_cameras_and_codes(corpus, tracked):
         VideoSource(spec, 32, 4, 3, seed=1, prior="facemesh", mirror_share=0.5)
 
 
+def test_recoloured_video_examples_share_one_colour_response(corpus, tracked):
+    """`--video-colour F`: inputs and targets of a recoloured example go through one per-channel monotone
+    colour response (the same light and camera for the whole clip); cameras and codes stay; F = 0 changes
+    nothing, and a share in between recolours some examples, the same ones every time."""
+    from stages.train.video_data import VideoSource
+
+    spec = f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}"
+    cpu = torch.device("cpu")
+    plain = VideoSource(spec, 32, 4, 3, seed=1)
+    changed = 0
+    for step in range(4):
+        a = plain.example(step, 0, 0, cpu)
+        b = VideoSource(spec, 32, 4, 3, seed=1, colour_share=1.0).example(step, 0, 0, cpu)
+        assert torch.equal(a["target_codes"], b["target_codes"]) and torch.equal(
+            a["input_cameras"].c2w, b["input_cameras"].c2w) and torch.equal(a["input_alpha"], b["input_alpha"])
+        before = torch.cat([a["input_rgb"].reshape(-1, 3), a["target_rgb"].reshape(-1, 3)])
+        after = torch.cat([b["input_rgb"].reshape(-1, 3), b["target_rgb"].reshape(-1, 3)])
+        for c in range(3):  # one monotone curve per channel across inputs AND targets
+            order = torch.argsort(before[:, c], stable=True)
+            assert (after[order, c].diff() >= -1e-6).all()
+        changed += int(not torch.allclose(before, after, atol=1e-3))
+    assert changed >= 2
+    assert torch.equal(VideoSource(spec, 32, 4, 3, seed=1, colour_share=0.0).example(0, 0, 0, cpu)["input_rgb"],
+                       plain.example(0, 0, 0, cpu)["input_rgb"])
+    half = VideoSource(spec, 32, 4, 3, seed=1, colour_share=0.5)
+    flags = [not torch.equal(half.example(s, 0, 0, cpu)["target_rgb"], plain.example(s, 0, 0, cpu)["target_rgb"])
+             for s in range(12)]
+    assert 0 < sum(flags) < 12
+
+
 def test_video_configs_fix_the_inputs_and_memoise_their_prior(corpus, tracked, monkeypatch):
     import stages.train.data as data
     from stages.train.video_data import VideoSource

@@ -56,6 +56,8 @@ class TrainConfig:
     mirror_video: float = opt(0.0, "Fraction of video examples seen in a mirror: images flipped left to right, "
                                    "cameras mirrored across the face's midplane, Left/Right ARKit channels "
                                    "swapped (a mirrored face is close to a new person; the clips have few).")
+    video_colour: float = opt(0.0, "Fraction of video examples given one colour response (exposure, white "
+                                   "balance, gamma, as the wide recipe draws them) on inputs and targets alike.")
     consistent_inputs: bool = opt(False, "Ablation: inputs at the target expression instead of other timesteps.")
     n_cameras: int = opt(32, "Synthetic studio size (--source fresh).")
     source: str = opt("pool", "Synthetic data: pool (a bank of pre-rendered subjects reused for many steps) or "

@@ -134,7 +134,7 @@ def make_source(cfg: TrainConfig, size: int, mix: list[tuple[str, float]], recip
             return VideoSource(spec, size, cfg.n_inputs, cfg.n_supervision, cfg.seed, configs=cfg.pool_configs,
                                expr_regions=cfg.video_expr_regions, prior=cfg.video_prior,
                                input_view_targets=cfg.input_view_targets, narrow_share=cfg.narrow_video_inputs,
-                               mirror_share=cfg.mirror_video)
+                               mirror_share=cfg.mirror_video, colour_share=cfg.video_colour)
         if spec != "synth":
             return DiskSource(spec, size, cfg.n_inputs, cfg.n_supervision, cfg.seed,
                               consistent_inputs=cfg.consistent_inputs, input_view_targets=cfg.input_view_targets)

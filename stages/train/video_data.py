@@ -5,7 +5,9 @@ sampling on head rotation among a random subset of the clip's frames, so the cho
 with `--narrow-video-inputs F`, a fraction F of the sets are instead one frame and the 3 nearest it in rotation);
 with `--mirror-video F`, a fraction F of the examples are seen in a mirror (`mirrored`: every image flipped left to
 right, every camera mirrored across the face's midplane, Left/Right ARKit channels swapped), since a mirrored
-face is close to a new person and the corpus has few people;
+face is close to a new person and the corpus has few people; with `--video-colour F`, a fraction F get one colour
+response (exposure, white balance, gamma, drawn as the wide recipe's global transform) on inputs and targets
+alike (`recoloured`), the same person filmed by another camera in another light;
 `n_supervision` other frames as targets, each with its OWN camera and ARKit code (`target_codes`, the network
 decodes each target's expression from one identity pass). Losses are computed as for studio data, against the
 target composited with its person mask over a random background (so only the person is learned).
@@ -99,7 +101,8 @@ class VideoSource:
 
     def __init__(self, data, size: int, n_inputs: int, n_supervision: int, seed: int, split: str = "train",
                  configs: int = 0, expr_regions: bool = False, prior: str = "builtin",
-                 input_view_targets: int = 0, narrow_share: float = 0.0, mirror_share: float = 0.0):
+                 input_view_targets: int = 0, narrow_share: float = 0.0, mirror_share: float = 0.0,
+                 colour_share: float = 0.0):
         from stages.datasets import open_dataset
         from stages.datasets.video import VideoDataset
 
@@ -108,7 +111,7 @@ class VideoSource:
             raise BadInput("not a video:DIR dataset", getattr(self.dataset, "root", None))
         self.size, self.seed, self.n_inputs, self.n_supervision = size, seed, n_inputs, n_supervision
         self.configs, self.expr_regions, self.input_view_targets = configs, expr_regions, input_view_targets
-        self.narrow_share, self.mirror_share = narrow_share, mirror_share
+        self.narrow_share, self.mirror_share, self.colour_share = narrow_share, mirror_share, colour_share
         self.face = None  # the canonical face, when video examples get the face-mesh prior
         if prior == "facemesh" and mirror_share > 0:
             raise BadInput("--mirror-video does not apply with --video-prior facemesh (its landmarks are not mirrored)")
@@ -175,10 +178,15 @@ class VideoSource:
                 expression_regions(self.dataset.landmarks(name, t), self.size) for t in targets])).to(device)}
                if self.expr_regions else {}),
         }
-        # its own generator, so that the rest of an example is the same whether or not mirroring is on
-        mirror = self.mirror_share > 0 and float(torch.rand(1, generator=torch.Generator().manual_seed(
-            stable_seed(self.seed, step, rank, index, 29)))) < self.mirror_share
-        return mirrored(example) if mirror else example
+        # their own generators, so that the rest of an example is the same whether or not these are on
+        if self.mirror_share > 0 and float(torch.rand(1, generator=torch.Generator().manual_seed(
+                stable_seed(self.seed, step, rank, index, 29)))) < self.mirror_share:
+            example = mirrored(example)
+        if self.colour_share > 0:
+            g_colour = torch.Generator().manual_seed(stable_seed(self.seed, step, rank, index, 37))
+            if float(torch.rand(1, generator=g_colour)) < self.colour_share:
+                example = recoloured(example, g_colour)
+        return example
 
 
 def mirrored(example: dict) -> dict:
@@ -197,6 +205,20 @@ def mirrored(example: dict) -> dict:
         out[key] = torch.from_numpy(np.ascontiguousarray(mirror_arkit(out[key].cpu().numpy()))).to(out[key])
     if "prior_key" in out:
         out["prior_key"] = f"{out['prior_key']}:mirrored"
+    return out
+
+
+def recoloured(example: dict, generator: torch.Generator) -> dict:
+    """A video example with one colour response (`stages.train.photometric.sample_colour`: exposure, white
+    balance, gamma) applied to its inputs and its targets alike, so the model learns to keep the input colours
+    rather than a clip's look. The positional prior is geometry and is shared with the original set (its key is
+    kept): stereo on a set whose views all went through the same transform finds the same surfaces."""
+    from stages.train.photometric import apply_colour, sample_colour
+
+    colour = sample_colour(generator)
+    out = dict(example)
+    for key in ("input_rgb", "target_rgb"):
+        out[key] = apply_colour(out[key], colour).to(out[key].dtype)
     return out
 
 
