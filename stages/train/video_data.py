@@ -211,8 +211,9 @@ def mirrored(example: dict) -> dict:
 def recoloured(example: dict, generator: torch.Generator) -> dict:
     """A video example with one colour response (`stages.train.photometric.sample_colour`: exposure, white
     balance, gamma) applied to its inputs and its targets alike, so the model learns to keep the input colours
-    rather than a clip's look. The positional prior is geometry and is shared with the original set (its key is
-    kept): stereo on a set whose views all went through the same transform finds the same surfaces."""
+    rather than a clip's look. With fixed input sets (`configs`) the memoised positional prior of the original set
+    serves (the key is kept; a prior per drawn colour would be one per example): where both confirm a pixel the
+    two priors agree to about a millimetre, though which pixels pass the confidence threshold changes."""
     from stages.train.photometric import apply_colour, sample_colour
 
     colour = sample_colour(generator)
