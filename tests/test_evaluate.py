@@ -131,6 +131,34 @@ def test_missing_face_extras_are_reported_not_fatal(monkeypatch):
     assert set(values) == {"psnr", "ssim"} and values["ssim"] == pytest.approx(1.0, abs=1e-5)
 
 
+def test_expression_regions_score_the_code_gain(monkeypatch):
+    """With mouth-and-eyes regions (video data) every method gets the PSNR inside them, and the avatar the dB
+    its targets' codes add there over the neutral code: here renders 10x closer to the truth in the regions
+    than the neutral render, so +20 dB; pixels outside the regions do not count."""
+    import stages.evaluate.run as run
+    from stages.cameras import orbit
+    from stages.evaluate.protocol import Episode, Views
+
+    gt = torch.full((2, 16, 16, 3), 0.5)
+    regions = torch.zeros(2, 16, 16)
+    regions[:, 4:12, 4:12] = 1.0
+    outside = (regions == 0)[..., None]
+    renders = {"avat3r": gt + 0.01, "nearest view": gt - 0.02, "prior points": gt + 0.04,
+               run.NEUTRAL: torch.where(outside, gt, gt + 0.1)}
+    renders["avat3r"] = torch.where(outside, gt + 0.3, renders["avat3r"])  # large error outside: ignored
+    monkeypatch.setattr(run, "predict", lambda *a, **k: {**renders, "gt": gt, "inputs": gt,
+                                                         "target_cameras": orbit(2, size=16)})
+    views = Views(gt, torch.ones(2, 16, 16), orbit(2, size=16), torch.zeros(2, 52))
+    ep = Episode("clip", views, views, target_expr_masks=regions)
+    row, _ = run.score_episode(ep, None, {}, torch.device("cpu"), Scorer(torch.device("cpu"), False, False, False))
+    assert row["avat3r"]["expr_psnr"] == pytest.approx(40.0, abs=0.01)
+    assert row["avat3r"]["expr_gain"] == pytest.approx(20.0, abs=0.01)
+    assert row["nearest view"]["expr_psnr"] == pytest.approx(-20 * np.log10(0.02), abs=0.01)
+    assert "expr_gain" not in row["nearest view"]
+    assert Scorer(torch.device("cpu"), False, False, False).keys(False, True, True)[:4] == [
+        "psnr", "face_psnr", "expr_psnr", "expr_gain"]
+
+
 def test_view_selection_is_seeded_and_keeps_inputs_away_from_targets():
     from stages.cameras import dome
 

@@ -462,7 +462,8 @@ def test_cli_train_and_evaluate_on_video(corpus, tracked, tmp_path):
     assert r.exit_code == 0, r.output
     m = json.loads((rep / "metrics.json").read_text())
     assert m["protocol"]["kind"] == "self-reenactment" and len(m["subjects"]) == 2
-    assert {"psnr", "face_psnr", "ssim"} <= set(m["mean"]["avat3r"])
+    assert {"psnr", "face_psnr", "expr_psnr", "expr_gain", "ssim"} <= set(m["mean"]["avat3r"])
+    assert all(math.isfinite(r["avat3r"]["expr_gain"]) and "expr_psnr" in r["nearest view"] for r in m["subjects"])
     for row in m["subjects"]:
         first_target = min(int(x.rsplit(" ", 1)[1]) for x in row["target_views"])
         assert row["targets"] == 3 and all(int(x.rsplit(" ", 1)[1]) < first_target for x in row["inputs"])

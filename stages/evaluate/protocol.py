@@ -47,6 +47,7 @@ class Episode:
     identity: object | None = None  # a synthetic HeadIdentity: ground-truth 3D keypoints and depth
     input_codes: Tensor | None = None  # the inputs' own expressions (needed only for a ground-truth prior)
     target_face_masks: Tensor | None = None  # (N, H, W) face hulls of the targets (video data): face PSNR
+    target_expr_masks: Tensor | None = None  # (N, H, W) mouth and eyes of the targets (video data): expression
 
 
 @dataclass(frozen=True)
@@ -166,8 +167,8 @@ def face_hull(landmarks: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
 
 def video_episode(dataset, subject: str, n_inputs: int = 4, n_targets: int = 8) -> Episode:
     """The self-reenactment episode of one clip of a `video:DIR` dataset: inputs spread over head rotation
-    among the first part of the clip, targets evenly over the rest, each with its own camera, code and face
-    hull (see `VideoDataset.reenactment`)."""
+    among the first part of the clip, targets evenly over the rest, each with its own camera, code, face hull
+    and mouth-and-eyes region (see `VideoDataset.reenactment`)."""
     t_in, t_out = dataset.reenactment(subject, n_inputs, n_targets)
     inputs = _stack(dataset, subject, [(t, 0) for t in t_in], with_codes=False)
     targets = _stack(dataset, subject, [(t, 0) for t in t_out], with_codes=True)
@@ -175,4 +176,8 @@ def video_episode(dataset, subject: str, n_inputs: int = 4, n_targets: int = 8) 
     targets.labels = [dataset.describe(subject, t) for t in t_out]
     faces = torch.from_numpy(np.stack([face_hull(dataset.landmarks(subject, t), dataset.size) for t in t_out]))
     codes = torch.from_numpy(np.stack([dataset.codes(subject, t) for t in t_in]).astype(np.float32))
-    return Episode(subject, inputs, targets, None, codes, faces)
+    from stages.train.video_data import expression_regions
+
+    regions = torch.from_numpy(np.stack([expression_regions(dataset.landmarks(subject, t), dataset.size)
+                                         for t in t_out]))
+    return Episode(subject, inputs, targets, None, codes, faces, regions)

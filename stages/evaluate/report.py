@@ -20,7 +20,8 @@ PAPER_MAIN = {"Ava256": {"psnr": 20.7, "ssim": 0.71, "lpips": 0.33, "akd": 4.8, 
 def fmt(key: str, value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
-    return f"{value:.2f}" if key in ("psnr", "face_psnr", "akd", "akd3d") else f"{value:.3f}"
+    return f"{value:.2f}" if key in ("psnr", "face_psnr", "expr_psnr", "expr_gain", "akd", "akd3d") \
+        else f"{value:.3f}"
 
 
 def markdown_table(report: dict) -> str:

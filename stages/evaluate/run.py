@@ -5,6 +5,11 @@ Baselines (no learning):
 - `nearest view`: the input photo whose camera looks most like the target's, shown as it is;
 - `prior points`: the positional prior's points coloured by their input pixels, splatted as Gaussians of one
   pixel's footprint (the network with a zero-initialised head and its skips is exactly this).
+
+Where the targets have mouth-and-eyes regions (video data, from their landmarks), every method is also scored
+inside them (`expr_psnr`), and the avatar is rendered a second time at the neutral code: `expr_gain`, the dB
+its targets' codes add there, says whether a real face follows its codes (synthetic heads have
+`benchmarks/eval_expression.py` for that).
 """
 
 from __future__ import annotations
@@ -21,12 +26,18 @@ from torch import Tensor
 from stages.avatar import AvatarDriver, create_avatar
 from stages.errors import BadInput
 from stages.evaluate.protocol import Episode, capture_episode, dataset_episode
-from stages.evaluate.scoring import COLUMNS, Scorer, project_keypoints
+from stages.evaluate.scoring import COLUMNS, Scorer, masked_psnr, project_keypoints
 from stages.model import Avat3rNet
 from stages.model.checkpoint import load_model
 from stages.render import render
 
 METHODS = ("avat3r", "nearest view", "prior points")
+NEUTRAL = "avat3r at the neutral code"  # rendered where targets have mouth-and-eyes regions (video data)
+
+
+def region_psnr(pred: Tensor, gt: Tensor, masks: Tensor) -> float:
+    """PSNR inside per-target regions (N, H, W) of renders and ground truth (N, H, W, 3) on black."""
+    return masked_psnr(pred.permute(0, 3, 1, 2).clamp(0, 1), gt.permute(0, 3, 1, 2), masks)
 Track = Callable[[Iterable, str, int], Iterable]
 
 
@@ -87,13 +98,18 @@ def predict(ep: Episode, model: Avat3rNet, meta: dict, device: torch.device, pri
     tgt_dirs = targets.cameras.forward_dirs()
     shown_inputs = inputs.images * inputs.masks[..., None]
     out: dict[str, list[Tensor]] = {m: [] for m in METHODS}
+    neutral = [] if ep.target_expr_masks is not None else None
     for i in range(len(targets)):
         cam = targets.cameras[i].to(device)
         code = ep.targets.codes[i].numpy()
         out["avat3r"].append(render(driver.gaussians(code), cam, background=black).rgb[0].cpu())
+        if neutral is not None:  # the same avatar at the neutral code: what the target's code adds
+            neutral.append(render(driver.gaussians(np.zeros_like(code)), cam, background=black).rgb[0].cpu())
         out["prior points"].append(render(base.gaussians(code), cam, background=black).rgb[0].cpu())
         out["nearest view"].append(shown_inputs[int((in_dirs @ tgt_dirs[i]).argmax())])
     preds = {m: torch.stack(v) for m, v in out.items()}
+    if neutral is not None:
+        preds[NEUTRAL] = torch.stack(neutral)
     return {**preds, "gt": targets.images * targets.masks[..., None], "inputs": shown_inputs,
             "target_cameras": targets.cameras}
 
@@ -131,8 +147,14 @@ def score_episode(ep: Episode, model: Avat3rNet, meta: dict, device: torch.devic
     faces.face_masks = ep.target_face_masks
     row: dict = {"subject": ep.subject, "targets": len(ep.targets)}
     details = {}
+    neutral = images.pop(NEUTRAL, None)
     for m in METHODS:
         row[m], details[m] = scorer.score(images[m], images["gt"], faces)
+    if neutral is not None:
+        regions = ep.target_expr_masks
+        for m in METHODS:
+            row[m]["expr_psnr"] = region_psnr(images[m], images["gt"], regions)
+        row["avat3r"]["expr_gain"] = row["avat3r"]["expr_psnr"] - region_psnr(neutral, images["gt"], regions)
     if uv is not None and scorer.landmarks is not None:
         from stages.metrics.akd import akd3d_from_landmarks
 
@@ -144,7 +166,8 @@ def score_episode(ep: Episode, model: Avat3rNet, meta: dict, device: torch.devic
 
 def summarise(rows: list[dict], scorer: Scorer, with_keypoints: bool) -> dict:
     """Mean over subjects of each metric (subjects where a metric is undefined, e.g. no face, are skipped)."""
-    keys = scorer.keys(with_keypoints, any("face_psnr" in r["avat3r"] for r in rows))
+    keys = scorer.keys(with_keypoints, any("face_psnr" in r["avat3r"] for r in rows),
+                       any("expr_psnr" in r["avat3r"] for r in rows))
     mean = {}
     for m in METHODS:
         mean[m] = {}
@@ -157,10 +180,11 @@ def summarise(rows: list[dict], scorer: Scorer, with_keypoints: bool) -> dict:
 def _report(rows: list[dict], grids: list[dict], scorer: Scorer, meta: dict, protocol: dict) -> dict:
     with_kp = any("akd3d" in r["avat3r"] for r in rows)
     with_face = any("face_psnr" in r["avat3r"] for r in rows)
+    with_expr = any("expr_psnr" in r["avat3r"] for r in rows)
     own = [r["detail"]["akd3d_gt"]["value"] for r in rows if "akd3d_gt" in r["detail"]]
     own = [f for f in own if np.isfinite(f)]
     return {"checkpoint": meta.get("path"), "checkpoint_sha256": meta.get("sha256"), "protocol": protocol,
-            "metrics": {k: COLUMNS[k] for k in scorer.keys(with_kp, with_face)},
+            "metrics": {k: COLUMNS[k] for k in scorer.keys(with_kp, with_face, with_expr)},
             "unavailable": dict(scorer.unavailable), "subjects": rows, "mean": summarise(rows, scorer, with_kp),
             "akd3d_gt": float(np.mean(own)) if own else None,
             "lpips": "alex" if scorer.lpips_net is not None else "unavailable", "_images": grids}

@@ -15,7 +15,8 @@ from torch import Tensor
 from stages.metrics import psnr, ssim
 
 # Metric keys in report order; the column names say which AKD and which CSIM a table reports.
-COLUMNS = {"psnr": "PSNR ↑", "face_psnr": "PSNR-face ↑",
+COLUMNS = {"psnr": "PSNR ↑", "face_psnr": "PSNR-face ↑", "expr_psnr": "PSNR-mouth/eyes ↑",
+           "expr_gain": "code gain dB ↑",
            "ssim": "SSIM ↑", "lpips": "LPIPS-alex ↓", "akd": "AKD-MP68 ↓", "akd3d": "AKD-3D ↓",
            "csim": "CSIM ↑", "csim_norm": "CSIM-norm ↑"}
 
@@ -68,10 +69,12 @@ class Scorer:
             self.landmarks.close()
             self.landmarks = None
 
-    def keys(self, with_keypoints: bool, with_face: bool = False) -> list[str]:
+    def keys(self, with_keypoints: bool, with_face: bool = False, with_expr: bool = False) -> list[str]:
         """The metric keys this scorer reports (AKD-3D only where ground-truth keypoints exist, face PSNR only
-        where the data gives face regions)."""
-        out = ["psnr"] + (["face_psnr"] if with_face else []) + ["ssim"]
+        where the data gives face regions, the mouth-and-eyes PSNR and the code's gain there only where it
+        gives those regions)."""
+        out = ["psnr"] + (["face_psnr"] if with_face else []) + (["expr_psnr", "expr_gain"] if with_expr else [])
+        out += ["ssim"]
         out += ["lpips"] if self.lpips_net is not None else []
         out += ["akd"] if self.landmarks is not None else []
         out += ["akd3d"] if self.landmarks is not None and with_keypoints else []
