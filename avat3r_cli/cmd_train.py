@@ -70,16 +70,14 @@ def _train(out: Path, data: list[str] | None, set_: list[str] | None, init: Path
     if options["input_view_targets"] and options["source"] == "fresh" and any(s == "synth" for s, _ in mix):
         raise BadInput("--input-view-targets needs --source pool for synthetic data (fresh heads render no view "
                        "at the input cameras)")
-    if not 0.0 <= options["narrow_inputs"] <= 1.0:
-        raise BadInput(f"--narrow-inputs {options['narrow_inputs']}: expected a fraction from 0 to 1")
-    if not 0.0 <= options["narrow_video_inputs"] <= 1.0:
-        raise BadInput(f"--narrow-video-inputs {options['narrow_video_inputs']}: expected a fraction from 0 to 1")
-    for key in ("mirror_video", "video_colour"):
+    for key in ("narrow_inputs", "narrow_video_inputs", "mirror_video", "video_colour"):
         if not 0.0 <= options[key] <= 1.0:
             flag = "--" + key.replace("_", "-")
             raise BadInput(f"{flag} {options[key]}: expected a fraction from 0 to 1")
     if options["mirror_video"] > 0 and options["video_prior"] == "facemesh":
-        raise BadInput("--mirror-video does not apply with --video-prior facemesh (its landmarks are not mirrored)")
+        from stages.train.video_data import MIRROR_FACEMESH
+
+        raise BadInput(MIRROR_FACEMESH)
     if options["source"] not in ("pool", "fresh"):
         raise BadInput(f"--source {options['source']}: expected pool or fresh")
     if prior == "gt" and any(spec != "synth" for spec, _ in mix):

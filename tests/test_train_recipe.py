@@ -217,6 +217,12 @@ def test_cli_refuses_a_share_outside_0_to_1(tmp_path, flag):
     assert r.exit_code == 2 and f"{flag} 1.5" in r.output and not (tmp_path / "run").exists()
 
 
+def test_cli_refuses_mirrored_video_with_the_face_mesh_prior(tmp_path):
+    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "--mirror-video", "0.5", "--video-prior",
+                                 "facemesh", "--preset", "tiny", "--steps", "1", "--device", "cpu", "--quiet"])
+    assert r.exit_code == 2 and "--mirror-video does not apply" in r.output and not (tmp_path / "run").exists()
+
+
 def test_tiny_training_run_with_the_wide_recipe(sphere, tmp_path):
     from stages.train.config import TrainConfig
     from stages.train.loop import train

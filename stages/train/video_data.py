@@ -34,6 +34,7 @@ from torch import Tensor
 from stages.errors import BadInput
 
 SHIFT_RADIUS = 1  # pixels of camera misregistration the video loss forgives
+MIRROR_FACEMESH = "--mirror-video does not apply with --video-prior facemesh (its landmarks are not mirrored)"
 CANDIDATES = 24  # frames of a clip among which the inputs are spread
 # MediaPipe face-mesh indices: the outer lip contour and the two eye contours
 LIPS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
@@ -114,7 +115,7 @@ class VideoSource:
         self.narrow_share, self.mirror_share, self.colour_share = narrow_share, mirror_share, colour_share
         self.face = None  # the canonical face, when video examples get the face-mesh prior
         if prior == "facemesh" and mirror_share > 0:
-            raise BadInput("--mirror-video does not apply with --video-prior facemesh (its landmarks are not mirrored)")
+            raise BadInput(MIRROR_FACEMESH)
         if prior == "facemesh":
             self.face = self.dataset.canonical_face()
             if self.face is None:
