@@ -104,8 +104,7 @@ def render_cmd(
 
     from stages.cameras import MIN_TURN_DEG, read_transforms
     from stages.io import to_uint8
-    from stages.render import render
-    from stages.render.photo_detail import InputPhotos, photo_detail_wanted
+    from stages.render.photo_detail import InputPhotos, photo_detail_wanted, render_sharpened
     from stages.scene import open_scene, scene_codes, transforms_codes
 
     dev, rep = start_run(device, quiet, seed)
@@ -149,10 +148,7 @@ def render_cmd(
                 g = world.gaussians(code)
             with torch.no_grad():
                 cam = camera.to(dev)
-                res = render(g, cam, bg)
-                rgb_t = res.rgb[0]
-                if photos is not None:
-                    rgb_t = photos.sharpen(rgb_t, res.alpha[0], res.depth[0], cam, bg_t)
+                rgb_t, res = render_sharpened(g, cam, bg_t, photos)
             rgb, alpha = rgb_t.cpu().numpy(), res.alpha[0].cpu().numpy()
             iio.imwrite(tmp / name, to_uint8(np.concatenate([rgb, alpha], axis=-1)))
             if depth:

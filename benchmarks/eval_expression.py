@@ -27,8 +27,7 @@ from stages.capture import read_capture
 from stages.metrics import psnr, ssim
 from stages.model.checkpoint import load_model
 from stages.reconstruct import reconstruct
-from stages.render import render
-from stages.render.photo_detail import InputPhotos
+from stages.render.photo_detail import InputPhotos, render_sharpened
 from stages.synth import make_synthetic_capture, render_head, sample_identity
 from stages.train.data import expression_region
 
@@ -39,10 +38,7 @@ def _premultiplied(out: dict) -> torch.Tensor:
 
 def _render(g, cam, black: torch.Tensor, photos: InputPhotos | None) -> torch.Tensor:  # noqa: ANN001
     """The avatar's image over black, sharpened with its nearest input photo when `photos` are given."""
-    out = render(g, cam, background=black)
-    rgb = out.rgb[0]
-    if photos is not None:
-        rgb = photos.sharpen(rgb, out.alpha[0], out.depth[0], cam, black)
+    rgb, _ = render_sharpened(g, cam, black, photos)
     return rgb.clamp(0, 1)
 
 

@@ -11,7 +11,6 @@ import torch
 from stages.avatar import Avatar, AvatarDriver
 from stages.cameras import Cameras, look_at, make_cameras, read_transforms, spherical_eye
 from stages.errors import BadInput
-from stages.render import render
 
 
 def framing(avatar: Avatar, size: int) -> tuple[float, float]:
@@ -51,7 +50,7 @@ def render_frames(driver: AvatarDriver, codes: np.ndarray, cameras: Cameras,
     with the nearest input photo where they agree (stages.render.photo_detail). They are quantised where they
     were rendered: on a GPU that moves a quarter of the bytes to the host and keeps the per-pixel conversion
     off the CPU, which the video encoder needs."""
-    from stages.render.photo_detail import InputPhotos
+    from stages.render.photo_detail import InputPhotos, render_sharpened
 
     bg = torch.tensor(background, dtype=torch.float32, device=driver.device)
     cams = cameras.to(driver.device)
@@ -59,10 +58,7 @@ def render_frames(driver: AvatarDriver, codes: np.ndarray, cameras: Cameras,
     for i in range(len(codes)):
         g = driver.gaussians(codes[i])
         with torch.no_grad():
-            out = render(g, cams[i], background=bg, depth=photo)
-            rgb = out.rgb[0]
-            if photos is not None:
-                rgb = photos.sharpen(rgb, out.alpha[0], out.depth[0], cams[i], bg)
+            rgb, out = render_sharpened(g, cams[i], bg, photos, depth=False)
             # the rounding of stages.io.to_uint8, on the device
             rgba = torch.cat([rgb, out.alpha[0]], dim=-1).clamp(0, 1).mul(255.0).add(0.5).to(torch.uint8)
         rgba = rgba.cpu().numpy()

@@ -76,6 +76,20 @@ def agreeing(photo: Tensor, rgb: Tensor, sigma: float = SIGMA_PX, tau: float = T
     return rgb + torch.exp(-(d / tau) ** 2) * (photo - rgb)
 
 
+def render_sharpened(gaussians, camera: Cameras, background: Tensor, photos: InputPhotos | None,  # noqa: ANN001
+                     depth: bool = True) -> tuple[Tensor, object]:
+    """`stages.render.render` of one camera, its colour (H, W, 3) sharpened with the nearest input photo when
+    `photos` are given (`InputPhotos.sharpen`, which needs the depth, so depth is rendered then): the one way
+    `render`, driving and the expression benchmark draw an avatar's frame. Returns (rgb, the RenderOutput)."""
+    from stages.render import render
+
+    out = render(gaussians, camera, background=background, depth=depth or photos is not None)
+    rgb = out.rgb[0]
+    if photos is not None:
+        rgb = photos.sharpen(rgb, out.alpha[0], out.depth[0], camera, background)
+    return rgb, out
+
+
 @dataclass
 class InputPhotos:
     """An avatar's input photos (V, h, w, 3), masks (V, h, w) and cameras, moved to the render device once
