@@ -197,6 +197,19 @@ def test_evaluate_scores_model_and_baselines(tmp_path, chain):
     assert (out / "grid.png").is_file()
 
 
+@pytest.mark.parametrize("command", ["render", "animate"])
+def test_photo_detail_help_names_the_threshold_in_use(command):
+    """The help is written before the CLI imports stages.cameras, so it spells the threshold out: it must say
+    MIN_TURN_DEG's value."""
+    import re
+
+    from stages.cameras import MIN_TURN_DEG
+
+    r = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", r.output).split())
+    assert r.exit_code == 0 and f"inputs turn less than {MIN_TURN_DEG:g} degrees" in text
+
+
 def test_photo_detail_is_on_by_default_only_for_inputs_that_hardly_turn(chain):
     """Unset, photo detail follows the inputs' spread: a studio capture renders as with --no-photo-detail, the
     same avatar with its cameras turned to within a few degrees of each other as with --photo-detail."""
