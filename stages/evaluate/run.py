@@ -33,11 +33,6 @@ from stages.render import render
 
 METHODS = ("avat3r", "nearest view", "prior points")
 NEUTRAL = "avat3r at the neutral code"  # rendered where targets have mouth-and-eyes regions (video data)
-
-
-def region_psnr(pred: Tensor, gt: Tensor, masks: Tensor) -> float:
-    """PSNR inside per-target regions (N, H, W) of renders and ground truth (N, H, W, 3) on black."""
-    return masked_psnr(pred.permute(0, 3, 1, 2).clamp(0, 1), gt.permute(0, 3, 1, 2), masks)
 Track = Callable[[Iterable, str, int], Iterable]
 
 
@@ -99,12 +94,14 @@ def predict(ep: Episode, model: Avat3rNet, meta: dict, device: torch.device, pri
     shown_inputs = inputs.images * inputs.masks[..., None]
     out: dict[str, list[Tensor]] = {m: [] for m in METHODS}
     neutral = [] if ep.target_expr_masks is not None else None
+    # the same avatar at the neutral code (one decode for every target): what the targets' codes add
+    g_neutral = driver.gaussians(np.zeros(cfg.expr_dim, np.float32)) if neutral is not None else None
     for i in range(len(targets)):
         cam = targets.cameras[i].to(device)
         code = ep.targets.codes[i].numpy()
         out["avat3r"].append(render(driver.gaussians(code), cam, background=black).rgb[0].cpu())
-        if neutral is not None:  # the same avatar at the neutral code: what the target's code adds
-            neutral.append(render(driver.gaussians(np.zeros_like(code)), cam, background=black).rgb[0].cpu())
+        if neutral is not None:
+            neutral.append(render(g_neutral, cam, background=black).rgb[0].cpu())
         out["prior points"].append(render(base.gaussians(code), cam, background=black).rgb[0].cpu())
         out["nearest view"].append(shown_inputs[int((in_dirs @ tgt_dirs[i]).argmax())])
     preds = {m: torch.stack(v) for m, v in out.items()}
@@ -144,17 +141,17 @@ def score_episode(ep: Episode, model: Avat3rNet, meta: dict, device: torch.devic
     images = predict(ep, model, meta, device, prior, features, sapiens, seed)
     uv, names = keypoint_projections(ep, images.pop("target_cameras"))
     faces = scorer.target_faces(images["gt"], uv, names)
-    faces.face_masks = ep.target_face_masks
+    faces.face_masks, faces.expr_masks = ep.target_face_masks, ep.target_expr_masks
     row: dict = {"subject": ep.subject, "targets": len(ep.targets)}
     details = {}
     neutral = images.pop(NEUTRAL, None)
     for m in METHODS:
         row[m], details[m] = scorer.score(images[m], images["gt"], faces)
     if neutral is not None:
-        regions = ep.target_expr_masks
-        for m in METHODS:
-            row[m]["expr_psnr"] = region_psnr(images[m], images["gt"], regions)
-        row["avat3r"]["expr_gain"] = row["avat3r"]["expr_psnr"] - region_psnr(neutral, images["gt"], regions)
+        at_neutral = masked_psnr(neutral.permute(0, 3, 1, 2).clamp(0, 1).to(scorer.device),
+                                 images["gt"].permute(0, 3, 1, 2).to(scorer.device),
+                                 ep.target_expr_masks.to(scorer.device))
+        row["avat3r"]["expr_gain"] = row["avat3r"]["expr_psnr"] - at_neutral
     if uv is not None and scorer.landmarks is not None:
         from stages.metrics.akd import akd3d_from_landmarks
 
@@ -164,10 +161,8 @@ def score_episode(ep: Episode, model: Avat3rNet, meta: dict, device: torch.devic
     return row, images
 
 
-def summarise(rows: list[dict], scorer: Scorer, with_keypoints: bool) -> dict:
+def summarise(rows: list[dict], keys: list[str]) -> dict:
     """Mean over subjects of each metric (subjects where a metric is undefined, e.g. no face, are skipped)."""
-    keys = scorer.keys(with_keypoints, any("face_psnr" in r["avat3r"] for r in rows),
-                       any("expr_psnr" in r["avat3r"] for r in rows))
     mean = {}
     for m in METHODS:
         mean[m] = {}
@@ -181,11 +176,12 @@ def _report(rows: list[dict], grids: list[dict], scorer: Scorer, meta: dict, pro
     with_kp = any("akd3d" in r["avat3r"] for r in rows)
     with_face = any("face_psnr" in r["avat3r"] for r in rows)
     with_expr = any("expr_psnr" in r["avat3r"] for r in rows)
+    keys = scorer.keys(with_kp, with_face, with_expr)
     own = [r["detail"]["akd3d_gt"]["value"] for r in rows if "akd3d_gt" in r["detail"]]
     own = [f for f in own if np.isfinite(f)]
     return {"checkpoint": meta.get("path"), "checkpoint_sha256": meta.get("sha256"), "protocol": protocol,
-            "metrics": {k: COLUMNS[k] for k in scorer.keys(with_kp, with_face, with_expr)},
-            "unavailable": dict(scorer.unavailable), "subjects": rows, "mean": summarise(rows, scorer, with_kp),
+            "metrics": {k: COLUMNS[k] for k in keys},
+            "unavailable": dict(scorer.unavailable), "subjects": rows, "mean": summarise(rows, keys),
             "akd3d_gt": float(np.mean(own)) if own else None,
             "lpips": "alex" if scorer.lpips_net is not None else "unavailable", "_images": grids}
 

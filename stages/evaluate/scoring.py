@@ -30,6 +30,7 @@ class TargetFaces:
     keypoints_uv: list[np.ndarray] | None = None  # projected ground-truth 3D keypoints (synthetic data)
     keypoint_names: tuple[str, ...] = ()
     face_masks: Tensor | None = None  # (N, H, W) face-hull masks (video data): PSNR inside them as face_psnr
+    expr_masks: Tensor | None = None  # (N, H, W) mouth-and-eyes masks (video data): PSNR inside them as expr_psnr
 
 
 class Scorer:
@@ -97,8 +98,9 @@ class Scorer:
         """(metric -> value, detail counts) for predictions (N, H, W, 3) against ground truth composited on black."""
         p, t = pred.permute(0, 3, 1, 2).clamp(0, 1).to(self.device), gt.permute(0, 3, 1, 2).to(self.device)
         out = {"psnr": psnr(p, t).mean().item(), "ssim": ssim(p, t).mean().item()}
-        if faces.face_masks is not None:
-            out["face_psnr"] = masked_psnr(p, t, faces.face_masks.to(self.device))
+        for key, masks in (("face_psnr", faces.face_masks), ("expr_psnr", faces.expr_masks)):
+            if masks is not None:
+                out[key] = masked_psnr(p, t, masks.to(self.device))
         detail: dict = {}
         if self.lpips_net is not None:
             with torch.no_grad():
