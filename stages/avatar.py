@@ -52,13 +52,15 @@ class Avatar:
 
 def create_avatar(model: Avat3rNet, model_meta: dict, images: torch.Tensor, masks: torch.Tensor,
                   cameras: Cameras, pos: torch.Tensor, conf: torch.Tensor,
-                  feat: torch.Tensor | None = None) -> Avatar:
-    """Run the identity encoder once on one capture (already at the model's resolution)."""
+                  feat: torch.Tensor | None = None, input_codes: torch.Tensor | None = None) -> Avatar:
+    """Run the identity encoder once on one capture (already at the model's resolution); `input_codes` (V, E)
+    are the inputs' own expressions, for a network that reads them (`stages.capture.input_codes`)."""
     dev = next(model.parameters()).device
     with torch.no_grad():
         feat_b = None if feat is None else feat[None].to(dev)
+        codes_b = None if input_codes is None else input_codes[None].to(dev, torch.float32)
         state = model.encode_identity(images[None].to(dev), pos[None].to(dev), conf[None].to(dev),
-                                      masks[None].to(dev), cameras.to(dev), feat_b)
+                                      masks[None].to(dev), cameras.to(dev), feat_b, codes_b)
     meta = avatar_meta(model, model_meta, images.shape[0])
     return Avatar(state.tokens.cpu(), images.cpu(), pos.cpu(), conf.cpu(), masks.cpu(), cameras.to("cpu"), meta)
 

@@ -39,15 +39,18 @@ class AvatarCreator:
         self._graphs: dict[tuple, LazyGraph] = {}  # one per (views, width, height)
 
     def _run(self, images: Tensor, masks: Tensor, c2w: Tensor, fx: Tensor, fy: Tensor, cx: Tensor, cy: Tensor,
-             centre: Tensor, radius: Tensor, width: int, height: int) -> tuple[Tensor, Tensor, Tensor]:
+             centre: Tensor, radius: Tensor, codes: Tensor, width: int, height: int) -> tuple[Tensor, Tensor, Tensor]:
         cams = Cameras(c2w, fx, fy, cx, cy, width, height)
         pos, conf, _ = builtin_priors(images, masks, cams, self.settings, bounds=(centre, radius))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.fast, cache_enabled=False):
-            state = self.model.encode_identity(images[None], pos[None], conf[None], masks[None], cams)
+            state = self.model.encode_identity(images[None], pos[None], conf[None], masks[None], cams,
+                                               input_codes=codes[None])
         return pos, conf, state.tokens.float()
 
     @torch.no_grad()
-    def __call__(self, images: Tensor, masks: Tensor, cameras: Cameras) -> Avatar:
+    def __call__(self, images: Tensor, masks: Tensor, cameras: Cameras, input_codes: Tensor | None = None) -> Avatar:
+        """`input_codes` (V, E): the inputs' own expressions, read by a network with `input_codes` (neutral
+        when not given)."""
         cfg = self.model.cfg
         V, H, W = masks.shape
         if (H != cfg.image_size or W != cfg.image_size or images.shape != (V, H, W, 3) or len(cameras) != V
@@ -58,7 +61,9 @@ class AvatarCreator:
         cams = cameras.to(self.device, torch.float32)
         images, masks = images.to(self.device, torch.float32), masks.to(self.device, torch.float32)
         centre, radius = scene_bounds(cams, masks)
-        args = (images, masks, cams.c2w, cams.fx, cams.fy, cams.cx, cams.cy, centre.float(), radius.float())
+        codes = (torch.zeros(V, cfg.expr_dim, device=self.device) if input_codes is None
+                 else input_codes.to(self.device, torch.float32))
+        args = (images, masks, cams.c2w, cams.fx, cams.fy, cams.cx, cams.cy, centre.float(), radius.float(), codes)
         size = (cams.width, cams.height)
 
         def run(*a: Tensor) -> tuple[Tensor, Tensor, Tensor]:

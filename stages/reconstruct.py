@@ -9,6 +9,7 @@ import torch
 
 from stages.avatar import Avatar, create_avatar
 from stages.capture import read_capture
+from stages.capture.input_codes import input_codes
 from stages.errors import BadInput
 from stages.model.checkpoint import load_model
 from stages.model.network import gaussian_pixels
@@ -40,4 +41,5 @@ def reconstruct(capture_dir: str | Path, checkpoint: str | Path | None = None, d
     log(f"priors: {priors.meta.get('backend', prior_backend)}, {share:.0f}% of the foreground confident; the model "
         f"keeps {kept:,} pixels as Gaussians (confidence >= {threshold:g})")
     feat = priors.feat if cfg.feat_dim > 0 else None
-    return create_avatar(model, meta, cap.images, cap.masks, cap.cameras, priors.pos, priors.conf, feat)
+    codes = input_codes(capture, cfg, log) if cfg.input_codes else None
+    return create_avatar(model, meta, cap.images, cap.masks, cap.cameras, priors.pos, priors.conf, feat, codes)

@@ -82,8 +82,11 @@ def predict(ep: Episode, model: Avat3rNet, meta: dict, device: torch.device, pri
     targets = Capture(Path("."), ep.targets.images, ep.targets.masks, ep.targets.cameras).resized(size)
     pos, conf, feat = episode_priors(ep, size, prior, device, features, sapiens,
                                      torch.Generator().manual_seed(seed))
+    if cfg.input_codes and ep.input_codes is None:
+        raise BadInput(f"subject {ep.subject}: this checkpoint reads the inputs' own expression codes, and the "
+                       "dataset has none for them")
     avatar = create_avatar(model, meta, inputs.images, inputs.masks, inputs.cameras, pos, conf,
-                           feat if cfg.feat_dim > 0 else None)
+                           feat if cfg.feat_dim > 0 else None, ep.input_codes if cfg.input_codes else None)
     driver = AvatarDriver(avatar, model, fast=False)  # scores in float32 on every device
     # A zero-initialised head with both skips on turns the prior into coloured points: the baseline.
     base_net = Avat3rNet(replace(cfg, pos_skip=True, rgb_skip=True)).to(device).eval()

@@ -35,6 +35,10 @@ class ModelConfig:
     # which prior positions the tokens see: "foreground" (all of it, confidence beside it) or "confident" (the
     # first releases: unconfirmed pixels zeroed, so half the geometry never reached the transformer)
     token_positions: str = "foreground"
+    # tell the identity encoder each input photo's own expression code (added to its view's tokens through a
+    # projection that starts at zero): a monocular clip's inputs often share one expression (all smiling), and a
+    # network that cannot see that pastes it onto every target. Off in checkpoints from before the option.
+    input_codes: bool = False
 
     def __post_init__(self) -> None:
         self.up_channels = tuple(self.up_channels)

@@ -169,6 +169,7 @@ class Avat3rNet(nn.Module):
         self.view_embed = nn.Parameter(torch.zeros(1, cfg.max_views, 1, d))
         self.feat_proj = nn.Linear(cfg.feat_dim, d) if cfg.feat_dim > 0 else None
         self.expr = ExpressionEncoder(cfg.expr_dim, d, cfg.expr_tokens)
+        self.input_expr = nn.Linear(cfg.expr_dim, d) if cfg.input_codes else None
         if cfg.layout == "stacked":
             kinds = ["self"] * cfg.self_layers + ["cross"] * cfg.cross_layers
         else:
@@ -190,7 +191,14 @@ class Avat3rNet(nn.Module):
         self.apply(self._init)
         nn.init.zeros_(self.head.weight)  # start as the no-learning baseline: prior points coloured by pixels
         nn.init.zeros_(self.head.bias)
+        for p_ in self.fresh_parameters().values():  # a checkpoint from before them loads and computes the same
+            nn.init.zeros_(p_)
         self.to(memory_format=torch.channels_last)  # NHWC convolutions: ~4x faster on CPU (oneDNN), good on GPU
+
+    def fresh_parameters(self) -> dict[str, nn.Parameter]:
+        """Parameters of options that start at zero, so that weights trained without them (`train --init`)
+        load with these left at zero and the network computes what it did before."""
+        return {f"input_expr.{k}": v for k, v in self.input_expr.named_parameters()} if self.input_expr else {}
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -231,9 +239,10 @@ class Avat3rNet(nn.Module):
         return IdentityState(empty, skip, images, pos, o, d, footprint, keep), x
 
     def encode_identity(self, images: Tensor, pos: Tensor, conf: Tensor, masks: Tensor, cameras: Cameras,
-                        feat: Tensor | None = None) -> IdentityState:
+                        feat: Tensor | None = None, input_codes: Tensor | None = None) -> IdentityState:
         """images (B,V,H,W,3) in [0,1], pos (B,V,H,W,3), conf and masks (B,V,H,W), cameras: B*V of them
-        (view-major within each batch element), feat (B,V,h,w,C) or None."""
+        (view-major within each batch element), feat (B,V,h,w,C) or None, input_codes (B,V,E): each input's own
+        expression (read only by a network with `input_codes`; None there means neutral)."""
         if (feat is None) != (self.feat_proj is None):  # a projection trained on nothing would be noise
             raise ValueError(f"the model takes {self.cfg.feat_dim} semantic feature channels but was given "
                              f"{'none' if feat is None else feat.shape[-1]}")
@@ -253,6 +262,12 @@ class Avat3rNet(nn.Module):
             f = F.grid_sample(f, grid, mode="bilinear", align_corners=False)
             tok = tok + self.feat_proj(f.flatten(2).transpose(1, 2).to(tok.dtype))
         tok = tok.view(B, V, h * w, -1) + self.view_embed[:, :V]
+        if self.input_expr is not None:
+            codes = input_codes if input_codes is not None else images.new_zeros(B, V, self.cfg.expr_dim)
+            if codes.shape != (B, V, self.cfg.expr_dim):
+                raise ValueError(f"input codes must be (B, V, {self.cfg.expr_dim}) = ({B}, {V}, "
+                                 f"{self.cfg.expr_dim}), got {tuple(codes.shape)}")
+            tok = tok + self.input_expr(codes.to(tok.dtype))[:, :, None]
         tok = tok.reshape(B, V * h * w, -1)
         for blk in self.blocks[: self.first_cross]:
             tok = blk(tok)
@@ -319,12 +334,13 @@ class Avat3rNet(nn.Module):
         return GaussianMaps(means, quats, log_scales, op[..., 0] + 1.0, colors, s.keep)
 
     def forward(self, images: Tensor, pos: Tensor, conf: Tensor, masks: Tensor, cameras: Cameras, codes: Tensor,
-                feat: Tensor | None = None, owner: Tensor | None = None) -> GaussianMaps:
+                feat: Tensor | None = None, owner: Tensor | None = None,
+                input_codes: Tensor | None = None) -> GaussianMaps:
         """codes (B, E): one expression per avatar; (B, T, E): T expressions each (monocular video supervision,
         one per target frame), decoded from one identity pass as B*T avatars, avatar b's t-th at b*T + t;
         (N, E) with `owner` (N,): entry i is avatar owner[i] at codes[i] (as many expressions per avatar as it
-        needs, from one identity pass)."""
-        state = self.encode_identity(images, pos, conf, masks, cameras, feat)
+        needs, from one identity pass). input_codes (B, V, E): see `encode_identity`."""
+        state = self.encode_identity(images, pos, conf, masks, cameras, feat, input_codes)
         if owner is not None:
             return self.decode(state.select(owner), codes)
         if codes.dim() == 3:

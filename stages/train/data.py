@@ -39,6 +39,8 @@ class Batch:
     target_codes: Tensor | None = None
     # (B,) True for examples whose cameras are tracked head poses: their colour loss forgives a pixel of shift
     shift_tolerant: Tensor | None = None
+    # (B, V, E) each input view's own expression (every source knows it); read by networks with `input_codes`
+    input_codes: Tensor | None = None
 
 
 def expression_region(rgb: Tensor, alpha: Tensor, t_target: int, threshold: float = 0.06) -> Tensor:
@@ -423,6 +425,8 @@ def collate(examples: list[dict], prior: str, generator: torch.Generator | None 
         target_codes=_per_target_codes(examples),
         shift_tolerant=(torch.tensor([bool(ex.get("shift_tolerant")) for ex in examples], device=poss[0].device)
                         if any(ex.get("shift_tolerant") for ex in examples) else None),
+        input_codes=(torch.stack([torch.as_tensor(ex["input_expr"]).float() for ex in examples]).to(poss[0].device)
+                     if all("input_expr" in ex for ex in examples) else None),
     )
 
 

@@ -20,7 +20,7 @@ from stages.errors import BadInput
 from stages.io import write_image
 from stages.metrics import psnr, ssim
 from stages.model import Avat3rNet
-from stages.model.checkpoint import save_checkpoint
+from stages.model.checkpoint import load_init_weights, save_checkpoint
 from stages.render import render
 from stages.train.config import TrainConfig, check_resumable, model_config
 from stages.train.data import Batch, DiskSource, SynthPool, SynthSource, collate
@@ -58,14 +58,15 @@ def render_batch(model: torch.nn.Module, batch: Batch, backgrounds: Tensor) -> t
     may be the DDP wrapper, whose forward all-reduces the gradients."""
     B, T = batch.target_rgb.shape[:2]
     if batch.target_codes is None:
-        maps = model(batch.images, batch.pos, batch.conf, batch.masks, batch.cameras, batch.codes)
+        maps = model(batch.images, batch.pos, batch.conf, batch.masks, batch.cameras, batch.codes,
+                     input_codes=batch.input_codes)
         entry = [[b] * T for b in range(B)]
     else:
         picks, entry = decode_plan(batch.target_codes)
         dev = batch.images.device
         bs, ts = (torch.tensor(x, device=dev) for x in zip(*picks, strict=True))
         maps = model(batch.images, batch.pos, batch.conf, batch.masks, batch.cameras, batch.target_codes[bs, ts],
-                     owner=bs)
+                     owner=bs, input_codes=batch.input_codes)
     rgbs, alphas = [], []
     for b in range(B):
         cams = batch.target_cameras[b * T:(b + 1) * T]
@@ -215,8 +216,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
     if cfg.init:
         from stages.model.checkpoint import read_checkpoint
 
-        model.load_state_dict({k: v.float() for k, v in read_checkpoint(cfg.init)[0].items()})
-        log(f"initialised weights from {cfg.init}")
+        fresh = load_init_weights(model, read_checkpoint(cfg.init)[0], Path(cfg.init))
+        log(f"initialised weights from {cfg.init}" + (f"; {', '.join(fresh)} start at zero" if fresh else ""))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     step = 0
     if state is not None:
