@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Equal-budget arms one after another on one GPU, inside one device call (issue 17). Arms side by side share
+# the GPU's throughput, so one at a time gives each the whole GPU. Each arm continues $INIT through
+# benchmarks/gpu_generalise.sh; its checkpoint comes back as ONE tar under $OUT (a device call returns at most
+# 8 files, and a shipped checkpoint is two shards), beside its logs (runs_NAME.tgz).
+#
+#   ARMS="C:--seed=11 M:--seed=11,--mirror-video=0.5" STEPS=900 LIMIT=220 INIT=.ckpt/r4a10-soup \
+#     bash benchmarks/gpu_arms.sh
+# Each ARMS item is NAME:FLAGS (comma-separated), added to $MIX, the flags every arm shares.
+set -u
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+MIX=${MIX:---data=video:.cache_real63@0.4,--data=synth,--recipe=wide,--recipe-share=0.8,--pool-slots=16,--narrow-video-inputs=0.5}
+for arm in $ARMS; do
+  name=${arm%%:*}
+  RUNS="$name:$MIX,${arm#*:}" LIMIT=${LIMIT:-230} STEPS=${STEPS:-900} INIT=${INIT:?} LIFETIME=${LIFETIME:-2000} \
+    SKIP_SCORE=1 RUNS_DIR="runs_$name" OUT="$OUT" bash benchmarks/gpu_generalise.sh 2>&1 | grep -v "No such file"
+  mv "$OUT/runs.tgz" "$OUT/runs_$name.tgz"
+  tar cf "$OUT/ckpt_$name.tar" -C "$OUT" "ckpt_$name" && rm -rf "${OUT:?}/ckpt_$name"
+done
+ls -la "$OUT"
