@@ -60,6 +60,8 @@ def test_init_refuses_weights_that_do_not_fit_besides_the_fresh_ones():
     wider = Avat3rNet(preset("tiny", width=128, head_dim=32)).state_dict()
     with pytest.raises(BadInput, match="does not fit this network"):
         load_init_weights(new, wider, Path("x.safetensors"))
+    with pytest.raises(BadInput, match=r"weights it does not have: input_expr.weight, input_expr.bias"):
+        load_init_weights(Avat3rNet(preset("tiny")), new.state_dict(), Path("x.safetensors"))
 
 
 def test_every_training_source_gives_the_inputs_codes():

@@ -110,16 +110,17 @@ def load_init_weights(model: Avat3rNet, state: dict[str, torch.Tensor], path: Pa
     that starts at zero (`Avat3rNet.fresh_parameters`, e.g. `input_codes`) load with those parameters left at
     zero, so the run starts from exactly the network it continues. Returns the names left at zero; any other
     mismatch is BadInput naming the checkpoint."""
-    fresh = model.fresh_parameters()
-    missing = [k for k in model.state_dict() if k not in state]
+    fresh, own = model.fresh_parameters(), model.state_dict()
+    missing = [k for k in own if k not in state]
     if any(k not in fresh for k in missing):
         shown = ", ".join(k for k in missing if k not in fresh)
         raise BadInput(f"checkpoint lacks weights this network needs ({shown})", path)
+    unexpected = [k for k in state if k not in own]
+    if unexpected:
+        raise BadInput(f"checkpoint does not fit this network (weights it does not have: {', '.join(unexpected)})",
+                       path)
     try:
         model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-        unexpected = [k for k in state if k not in model.state_dict()]
-        if unexpected:
-            raise ValueError(f"weights this network does not have: {', '.join(unexpected)}")
-    except (ValueError, RuntimeError) as exc:
+    except RuntimeError as exc:  # a tensor of another shape
         raise BadInput(f"checkpoint does not fit this network ({str(exc).splitlines()[0]})", path) from exc
     return missing
