@@ -60,6 +60,9 @@ def test_init_refuses_weights_that_do_not_fit_besides_the_fresh_ones():
     wider = Avat3rNet(preset("tiny", width=128, head_dim=32)).state_dict()
     with pytest.raises(BadInput, match="does not fit this network"):
         load_init_weights(new, wider, Path("x.safetensors"))
+    deeper = Avat3rNet(preset("tiny", self_layers=3, cross_layers=3)).state_dict()
+    with pytest.raises(BadInput, match=r"does not have: blocks\.2\.\S+, [^)]* and \d+ more\)"):
+        load_init_weights(new, deeper, Path("x.safetensors"))
     with pytest.raises(BadInput, match=r"weights it does not have: input_expr.weight, input_expr.bias"):
         load_init_weights(Avat3rNet(preset("tiny")), new.state_dict(), Path("x.safetensors"))
 

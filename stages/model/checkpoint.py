@@ -113,14 +113,19 @@ def load_init_weights(model: Avat3rNet, state: dict[str, torch.Tensor], path: Pa
     fresh, own = model.fresh_parameters(), model.state_dict()
     missing = [k for k in own if k not in state]
     if any(k not in fresh for k in missing):
-        shown = ", ".join(k for k in missing if k not in fresh)
-        raise BadInput(f"checkpoint lacks weights this network needs ({shown})", path)
+        raise BadInput(f"checkpoint lacks weights this network needs ({_some([k for k in missing if k not in fresh])})",
+                       path)
     unexpected = [k for k in state if k not in own]
     if unexpected:
-        raise BadInput(f"checkpoint does not fit this network (weights it does not have: {', '.join(unexpected)})",
-                       path)
+        raise BadInput(f"checkpoint does not fit this network (weights it does not have: {_some(unexpected)})", path)
     try:
         model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     except RuntimeError as exc:  # a tensor of another shape
         raise BadInput(f"checkpoint does not fit this network ({str(exc).splitlines()[0]})", path) from exc
     return missing
+
+
+def _some(names: list[str], shown: int = 4) -> str:
+    """The first few names, and how many more: a whole network's weight names would drown the message."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
