@@ -67,7 +67,9 @@ def test_init_refuses_weights_that_do_not_fit_besides_the_fresh_ones():
         load_init_weights(Avat3rNet(preset("tiny")), new.state_dict(), Path("x.safetensors"))
 
 
-def test_every_training_source_gives_the_inputs_codes():
+def test_synthetic_batches_carry_the_inputs_true_codes():
+    """The pool's and the on-the-fly source's inputs reach the batch with their own codes (the disk and video
+    sources' `input_expr` are checked in test_datasets_cli and test_video_dataset; `collate` takes it alike)."""
     from stages.train.data import SynthPool, SynthSource, collate
 
     pool = SynthPool(32, 4, 2, seed=3, slots=1, timesteps=3, cameras=8, configs=1)
