@@ -31,15 +31,11 @@ def recorded_codes(capture: Capture, cfg: ModelConfig) -> Tensor | None:
 def landmarker_codes(images: Tensor) -> tuple[Tensor, int]:
     """(V, 52) ARKit blendshapes of the most prominent face of each image (V, H, W, 3) in [0, 1], zeros where
     there is none, and how many views had a face. BadInput when the landmarker is not installed."""
-    from stages.track import detect, open_landmarker
+    from stages.track.tracker import detect_frames
 
-    codes, found = [], 0
-    with open_landmarker() as lm:
-        for img in images.cpu().numpy():
-            face = detect(lm, img)
-            found += face is not None
-            codes.append(face.blendshapes if face is not None else np.zeros(52, np.float32))
-    return torch.from_numpy(np.stack(codes).astype(np.float32)), found
+    results = list(detect_frames(images.cpu().numpy(), fps=1.0, video=False))  # separate photos: IMAGE mode
+    codes = [r[0] if r is not None else np.zeros(52, np.float32) for r in results]
+    return torch.from_numpy(np.stack(codes).astype(np.float32)), sum(r is not None for r in results)
 
 
 def input_codes(capture: Capture, cfg: ModelConfig, log: Callable[[str], None] = lambda msg: None) -> Tensor:
