@@ -67,6 +67,19 @@ def test_init_refuses_weights_that_do_not_fit_besides_the_fresh_ones():
         load_init_weights(Avat3rNet(preset("tiny")), new.state_dict(), Path("x.safetensors"))
 
 
+def test_fresh_weights_get_their_own_learning_rate():
+    from stages.train.loop import param_groups
+
+    model = Avat3rNet(preset("tiny", input_codes=True))
+    one = param_groups(model, 1.0)
+    assert len(one) == 1 and len(one[0]["params"]) == len(list(model.parameters()))
+    rest, fresh = param_groups(model, 10.0)
+    assert fresh["lr_mult"] == 10.0 and rest["lr_mult"] == 1.0
+    assert {id(p) for p in fresh["params"]} == {id(model.input_expr.weight), id(model.input_expr.bias)}
+    assert len(rest["params"]) + 2 == len(list(model.parameters()))
+    assert len(param_groups(Avat3rNet(preset("tiny")), 10.0)) == 1  # nothing fresh: one group
+
+
 def test_synthetic_batches_carry_the_inputs_true_codes():
     """The pool's and the on-the-fly source's inputs reach the batch with their own codes (the disk and video
     sources' `input_expr` are checked in test_datasets_cli and test_video_dataset; `collate` takes it alike)."""
@@ -135,9 +148,17 @@ def test_cli_trains_with_input_codes_from_older_weights_and_reconstructs(tmp_pat
     r = runner.invoke(app, ["train", "--out", str(tmp_path / "old"), *base, "--quiet",
                             "--ship", str(tmp_path / "old_ckpt")])
     assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["train", "--out", str(tmp_path / "bad"), *base, "--fresh-lr", "0"])
+    assert r.exit_code == 2 and "--fresh-lr 0.0: expected a positive multiplier" in r.output
+    assert not (tmp_path / "bad").exists()
     r = runner.invoke(app, ["train", "--out", str(tmp_path / "new"), *base, "--set", "input_codes=true",
-                            "--init", str(tmp_path / "old_ckpt"), "--ship", str(tmp_path / "new_ckpt")])
+                            "--init", str(tmp_path / "old_ckpt"), "--ship", str(tmp_path / "new_ckpt"),
+                            "--fresh-lr", "10", "--warmup", "1", "--lr", "1e-3"])
     assert r.exit_code == 0, r.output
+    from stages.model.checkpoint import load_model
+
+    trained, _ = load_model(tmp_path / "new_ckpt")
+    assert trained.input_expr.weight.abs().max() > 0  # the fresh projection moved off zero in its one step
     assert "input_expr.weight, input_expr.bias start at zero" in r.output
     r = runner.invoke(app, ["prepare", "--synthetic", "--out", str(tmp_path / "cap"), "--res", "64", "--quiet"])
     assert r.exit_code == 0, r.output

@@ -37,6 +37,17 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+def param_groups(model: Avat3rNet, fresh_lr: float) -> list[dict]:
+    """AdamW groups: the weights that start at zero (`Avat3rNet.fresh_parameters`) in their own group at
+    `fresh_lr` times the schedule when that is not 1, so an option added to a trained network can learn at its
+    own pace without moving the rest faster."""
+    fresh = {id(p) for p in model.fresh_parameters().values()}
+    if fresh_lr == 1.0 or not fresh:
+        return [{"params": list(model.parameters()), "lr_mult": 1.0}]
+    return [{"params": [p for p in model.parameters() if id(p) not in fresh], "lr_mult": 1.0},
+            {"params": [p for p in model.parameters() if id(p) in fresh], "lr_mult": fresh_lr}]
+
+
 def decode_plan(codes: Tensor) -> tuple[list[tuple[int, int]], list[list[int]]]:
     """For per-target codes (B, T, E): the (avatar, target) whose code each decoded entry uses, and the entry
     of each (b, t). An avatar whose targets all share one code (synthetic studio data) is decoded once, one
@@ -218,7 +229,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
 
         fresh = load_init_weights(model, read_checkpoint(cfg.init)[0], Path(cfg.init))
         log(f"initialised weights from {cfg.init}" + (f"; {', '.join(fresh)} start at zero" if fresh else ""))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(param_groups(model, cfg.fresh_lr), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            betas=(0.9, 0.95))
     step = 0
     if state is not None:
         model.load_state_dict(state.model)
@@ -265,7 +277,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
             batch = collate(examples, cfg.prior, g, prior_memo)
             backgrounds = torch.rand(cfg.batch_size, 3, generator=g).to(device)
             for group in opt.param_groups:
-                group["lr"] = lr_at(step, cfg)
+                group["lr"] = lr_at(step, cfg) * group.get("lr_mult", 1.0)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 pred_rgb, pred_alpha = render_batch(net, batch, backgrounds)
             loss, logs = loss_terms(pred_rgb, pred_alpha, batch, backgrounds, cfg, lpips_net, step)
