@@ -13,6 +13,7 @@ import time
 import numpy as np
 import torch
 
+from avat3r_cli.cmd_train import parse_overrides
 from stages.avatar import AvatarDriver
 from stages.model import Avat3rNet, count_parameters, preset
 from stages.reconstruct import reconstruct
@@ -38,6 +39,8 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--capture", default="examples/capture")
     ap.add_argument("--preset", default="", help="time a random-weight preset instead of the shipped model")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a model option of the --preset network, e.g. decoder_self_layers=1 (repeatable)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
@@ -52,8 +55,10 @@ def main() -> None:
     from stages.model.checkpoint import load_model
 
     model, _ = load_model(None, dev)
+    if args.set and not args.preset:
+        raise SystemExit("--set needs --preset (the shipped model's options are its own)")
     if args.preset:
-        model = Avat3rNet(preset(args.preset)).to(dev).eval()
+        model = Avat3rNet(preset(args.preset, **parse_overrides(args.set))).to(dev).eval()
         if model.cfg.image_size != avatar.images.shape[1]:
             raise SystemExit("--preset must share the capture's model resolution for this benchmark")
     cfg = model.cfg

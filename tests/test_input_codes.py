@@ -159,7 +159,7 @@ def test_cli_trains_with_input_codes_from_older_weights_and_reconstructs(tmp_pat
 
     trained, _ = load_model(tmp_path / "new_ckpt")
     assert trained.input_expr.weight.abs().max() > 0  # the fresh projection moved off zero in its one step
-    assert "input_expr.weight, input_expr.bias start at zero" in r.output
+    assert "new, starting as a no-op: input_expr.weight, input_expr.bias" in r.output
     r = runner.invoke(app, ["prepare", "--synthetic", "--out", str(tmp_path / "cap"), "--res", "64", "--quiet"])
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["reconstruct", str(tmp_path / "cap"), "--out", str(tmp_path / "a.safetensors"),

@@ -210,17 +210,21 @@ def test_kept_pixel_decoding_equals_full_maps():
     """The driver's fast path (upsampler on a window around each view's kept pixels, head and activations on
     kept pixels only, the skip half of `fuse` cached per avatar) gives the Gaussians of the full per-pixel maps,
     with and without the skips; the windows really are smaller than the image when the head is. A stacked
-    decoder (cross-attention only) decodes the windows' tokens alone; an interleaved one must decode them all."""
+    decoder (cross-attention only) decodes the windows' tokens alone; an interleaved one, or one with
+    self-attention after the cross-attention, must decode them all."""
     from stages.cameras import look_at, make_cameras, spherical_eye
 
     yy, xx = torch.meshgrid(torch.arange(128), torch.arange(128), indexing="ij")
     blob = (((yy - 60) ** 2 + (xx - 70) ** 2) < 26**2).float()
     cases = (({}, blob, True), ({"pos_skip": False, "rgb_skip": False}, None, False),
-             ({"layout": "interleaved", "self_layers": 2, "cross_layers": 2}, blob, True))
+             ({"layout": "interleaved", "self_layers": 2, "cross_layers": 2}, blob, True),
+             ({"decoder_self_layers": 1}, blob, True))
     for overrides, mask, cropped in cases:
         torch.manual_seed(0)
         model = Avat3rNet(preset("tiny", image_size=128, **overrides)).eval()
         torch.nn.init.normal_(model.head.weight, std=0.1)
+        for p in model.blocks[model.first_decoder_self:].parameters():  # past its no-op start
+            torch.nn.init.normal_(p, std=0.1)
         eyes = spherical_eye(torch.tensor([0.0, 30.0]), torch.tensor([0.0, 0.0]), 1.0)
         cams = make_cameras(look_at(eyes), 120.0, 128)
         images, pos = torch.rand(1, 2, 128, 128, 3), torch.randn(1, 2, 128, 128, 3) * 0.1
@@ -234,7 +238,8 @@ def test_kept_pixel_decoding_equals_full_maps():
             kept = kept_mod.decode_kept(model, state, code, kept_pixels)
         _, _, ht, wt = kept_pixels.window
         assert (ht * wt < (128 // 8) ** 2) == cropped
-        assert model.tokenwise_decoder == (overrides.get("layout", "stacked") == "stacked")
+        assert model.tokenwise_decoder == (overrides.get("layout", "stacked") == "stacked"
+                                           and not overrides.get("decoder_self_layers"))
         assert (kept_pixels.tokens is not None) == model.tokenwise_decoder
         if kept_pixels.tokens is not None:
             assert kept_pixels.tokens.shape[1] == 2 * ht * wt

@@ -107,17 +107,18 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
 
 def load_init_weights(model: Avat3rNet, state: dict[str, torch.Tensor], path: Path) -> list[str]:
     """Load `state` into `model` to start training from it (`train --init`). Weights trained without an option
-    that starts at zero (`Avat3rNet.fresh_parameters`, e.g. `input_codes`) load with those parameters left at
-    zero, so the run starts from exactly the network it continues. Returns the names left at zero; any other
-    mismatch is BadInput naming the checkpoint."""
+    that starts as a no-op (`Avat3rNet.fresh_parameters`: `input_codes`, `decoder_self_layers`) load with that
+    option's parameters left as initialised, so the run starts from exactly the network it continues. Returns
+    the names left so; any other mismatch is BadInput naming the checkpoint."""
     fresh, own = model.fresh_parameters(), model.state_dict()
     missing = [k for k in own if k not in state]
-    if any(k not in fresh for k in missing):
-        raise BadInput(f"checkpoint lacks weights this network needs ({_some([k for k in missing if k not in fresh])})",
-                       path)
+    lacking = [k for k in missing if k not in fresh]
+    if lacking:
+        raise BadInput(f"checkpoint lacks weights this network needs ({first_names(lacking)})", path)
     unexpected = [k for k in state if k not in own]
     if unexpected:
-        raise BadInput(f"checkpoint does not fit this network (weights it does not have: {_some(unexpected)})", path)
+        raise BadInput(f"checkpoint does not fit this network (weights it does not have: "
+                       f"{first_names(unexpected)})", path)
     try:
         model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     except RuntimeError as exc:  # a tensor of another shape
@@ -125,7 +126,7 @@ def load_init_weights(model: Avat3rNet, state: dict[str, torch.Tensor], path: Pa
     return missing
 
 
-def _some(names: list[str], shown: int = 4) -> str:
+def first_names(names: list[str], shown: int = 4) -> str:
     """The first few names, and how many more: a whole network's weight names would drown the message."""
     more = len(names) - shown
     return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")

@@ -39,6 +39,11 @@ class ModelConfig:
     # projection that starts at zero): a monocular clip's inputs often share one expression (all smiling), and a
     # network that cannot see that pastes it onto every target. Off in checkpoints from before the option.
     input_codes: bool = False
+    # self-attention blocks after the cross-attention (per frame): in the stacked layout the expression otherwise
+    # acts on each token alone (and through 3x3 convolutions), never across tokens or views. They start as the
+    # identity (zero output projections), so `train --init` from weights without them continues exactly; each
+    # costs one self-attention over all tokens per frame. 0 in checkpoints from before the option.
+    decoder_self_layers: int = 0
 
     def __post_init__(self) -> None:
         self.up_channels = tuple(self.up_channels)
@@ -55,6 +60,8 @@ class ModelConfig:
             raise ValueError("token_positions must be 'foreground' or 'confident'")
         if self.layout not in ("stacked", "interleaved"):
             raise ValueError("layout must be 'stacked' or 'interleaved'")
+        if self.decoder_self_layers < 0:
+            raise ValueError("decoder_self_layers must be 0 or more")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

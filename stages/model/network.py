@@ -176,6 +176,8 @@ class Avat3rNet(nn.Module):
             kinds = [k for _ in range(cfg.self_layers) for k in ("self", "cross")]
         if cfg.layout == "interleaved" and cfg.self_layers != cfg.cross_layers:
             raise ValueError("interleaved layout needs as many self- as cross-attention layers")
+        self.first_decoder_self = len(kinds)  # blocks from here on: `decoder_self_layers`, appended
+        kinds = kinds + ["self"] * cfg.decoder_self_layers
         self.kinds = kinds
         self.blocks = nn.ModuleList(Block(d, heads, cfg.mlp_ratio, cross=k == "cross") for k in kinds)
         self.first_cross = kinds.index("cross") if "cross" in kinds else len(kinds)
@@ -191,14 +193,26 @@ class Avat3rNet(nn.Module):
         self.apply(self._init)
         nn.init.zeros_(self.head.weight)  # start as the no-learning baseline: prior points coloured by pixels
         nn.init.zeros_(self.head.bias)
-        for p_ in self.fresh_parameters().values():  # a checkpoint from before them loads and computes the same
+        for p_ in self._zero_start():  # a checkpoint from before these options loads and computes the same
             nn.init.zeros_(p_)
         self.to(memory_format=torch.channels_last)  # NHWC convolutions: ~4x faster on CPU (oneDNN), good on GPU
 
     def fresh_parameters(self) -> dict[str, nn.Parameter]:
-        """Parameters of options that start at zero, so that weights trained without them (`train --init`)
-        load with these left at zero and the network computes what it did before."""
-        return {f"input_expr.{k}": v for k, v in self.input_expr.named_parameters()} if self.input_expr else {}
+        """Parameters of options that weights trained without them (`train --init`) may lack: they keep their
+        initial values, which make the option a no-op (`_zero_start`), so the network computes what it did."""
+        fresh = {f"input_expr.{k}": v for k, v in self.input_expr.named_parameters()} if self.input_expr else {}
+        for i in range(self.first_decoder_self, len(self.blocks)):
+            fresh.update({f"blocks.{i}.{k}": v for k, v in self.blocks[i].named_parameters()})
+        return fresh
+
+    def _zero_start(self) -> list[nn.Parameter]:
+        """What starts at zero so that an option's parameters change nothing: the input-code projection, and
+        the output projections of the appended decoder blocks (a residual block whose outputs are zero is the
+        identity; its other weights keep their random start, or no gradient would ever reach them)."""
+        zero = list(self.input_expr.parameters()) if self.input_expr else []
+        for blk in self.blocks[self.first_decoder_self:]:
+            zero += [*blk.attn.out.parameters(), *blk.mlp[2].parameters()]
+        return zero
 
     @staticmethod
     def _init(m: nn.Module) -> None:

@@ -20,7 +20,7 @@ from stages.errors import BadInput
 from stages.io import write_image
 from stages.metrics import psnr, ssim
 from stages.model import Avat3rNet
-from stages.model.checkpoint import load_init_weights, save_checkpoint
+from stages.model.checkpoint import first_names, load_init_weights, save_checkpoint
 from stages.render import render
 from stages.train.config import TrainConfig, check_resumable, model_config
 from stages.train.data import Batch, DiskSource, SynthPool, SynthSource, collate
@@ -38,9 +38,9 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def param_groups(model: Avat3rNet, fresh_lr: float) -> list[dict]:
-    """AdamW groups: the weights that start at zero (`Avat3rNet.fresh_parameters`) in their own group at
-    `fresh_lr` times the schedule when that is not 1, so an option added to a trained network can learn at its
-    own pace without moving the rest faster."""
+    """AdamW groups: the weights of options that start as a no-op (`Avat3rNet.fresh_parameters`) in a group of
+    their own at `fresh_lr` times the schedule when that is not 1, so an option added to a trained network can
+    learn at its own pace without moving the rest faster."""
     fresh = {id(p) for p in model.fresh_parameters().values()}
     if fresh_lr == 1.0 or not fresh:
         return [{"params": list(model.parameters()), "lr_mult": 1.0}]
@@ -228,7 +228,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
         from stages.model.checkpoint import read_checkpoint
 
         fresh = load_init_weights(model, read_checkpoint(cfg.init)[0], Path(cfg.init))
-        log(f"initialised weights from {cfg.init}" + (f"; {', '.join(fresh)} start at zero" if fresh else ""))
+        log(f"initialised weights from {cfg.init}" + (f"; new, starting as a no-op: {first_names(fresh)}"
+                                                      if fresh else ""))
     opt = torch.optim.AdamW(param_groups(model, cfg.fresh_lr), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             betas=(0.9, 0.95))
     step = 0
