@@ -69,32 +69,21 @@ def test_negative_count_is_refused():
 
 
 def test_cli_adds_blocks_to_older_weights_and_drives_the_avatar(tmp_path):
-    from typer.testing import CliRunner
+    from tiny_runs import cli, synthetic_capture, tiny_checkpoint, train_tiny
 
-    from avat3r_cli.app import app
-
-    runner = CliRunner()
-    base = ["--preset", "tiny", "--steps", "1", "--batch-size", "1", "--device", "cpu",
-            "--pool-slots", "1", "--pool-cameras", "12", "--pool-timesteps", "2"]
-    r = runner.invoke(app, ["train", "--out", str(tmp_path / "old"), *base, "--quiet",
-                            "--ship", str(tmp_path / "old_ckpt")])
-    assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["train", "--out", str(tmp_path / "new"), *base, "--set", "decoder_self_layers=1",
-                            "--init", str(tmp_path / "old_ckpt"), "--ship", str(tmp_path / "new_ckpt"),
-                            "--fresh-lr", "10"])
+    r = train_tiny(tmp_path / "new", "--set", "decoder_self_layers=1", "--init", tiny_checkpoint(tmp_path),
+                   "--ship", tmp_path / "new_ckpt", "--fresh-lr", "10")
     assert r.exit_code == 0, r.output
     assert "new, starting as a no-op: blocks.2.norm1.weight" in r.output
-    r = runner.invoke(app, ["prepare", "--synthetic", "--out", str(tmp_path / "cap"), "--res", "64", "--quiet"])
-    assert r.exit_code == 0, r.output
     avatar = tmp_path / "a.safetensors"
-    r = runner.invoke(app, ["reconstruct", str(tmp_path / "cap"), "--out", str(avatar),
-                            "--checkpoint", str(tmp_path / "new_ckpt"), "--device", "cpu", "--quiet"])
+    r = cli("reconstruct", synthetic_capture(tmp_path), "--out", avatar, "--checkpoint", tmp_path / "new_ckpt",
+            "--device", "cpu", "--quiet")
     assert r.exit_code == 0, r.output
     codes = np.zeros((2, 52), np.float32)
     codes[1, 17] = 1.0  # jawOpen
     np.save(tmp_path / "codes.npy", codes)
-    r = runner.invoke(app, ["animate", str(avatar), "--exp", str(tmp_path / "codes.npy"), "--out",
-                            str(tmp_path / "v.mp4"), "--size", "64", "--checkpoint", str(tmp_path / "new_ckpt"),
-                            "--frames-dir", str(tmp_path / "frames"), "--device", "cpu", "--quiet"])
+    r = cli("animate", avatar, "--exp", tmp_path / "codes.npy", "--out", tmp_path / "v.mp4", "--size", "64",
+            "--checkpoint", tmp_path / "new_ckpt", "--frames-dir", tmp_path / "frames", "--device", "cpu",
+            "--quiet")
     assert r.exit_code == 0, r.output
     assert len(list((tmp_path / "frames").glob("*.png"))) == 2

@@ -138,31 +138,21 @@ def test_a_smile_is_read_from_real_photos():
 
 
 def test_cli_trains_with_input_codes_from_older_weights_and_reconstructs(tmp_path):
-    from typer.testing import CliRunner
+    from tiny_runs import cli, synthetic_capture, tiny_checkpoint, train_tiny
 
-    from avat3r_cli.app import app
-
-    runner = CliRunner()
-    base = ["--preset", "tiny", "--steps", "1", "--batch-size", "1", "--device", "cpu",
-            "--pool-slots", "1", "--pool-cameras", "12", "--pool-timesteps", "2"]
-    r = runner.invoke(app, ["train", "--out", str(tmp_path / "old"), *base, "--quiet",
-                            "--ship", str(tmp_path / "old_ckpt")])
-    assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["train", "--out", str(tmp_path / "bad"), *base, "--fresh-lr", "0"])
-    assert r.exit_code == 2 and "--fresh-lr 0.0: expected a positive multiplier" in r.output
-    assert not (tmp_path / "bad").exists()
-    r = runner.invoke(app, ["train", "--out", str(tmp_path / "new"), *base, "--set", "input_codes=true",
-                            "--init", str(tmp_path / "old_ckpt"), "--ship", str(tmp_path / "new_ckpt"),
-                            "--fresh-lr", "10", "--warmup", "1", "--lr", "1e-3"])
-    assert r.exit_code == 0, r.output
     from stages.model.checkpoint import load_model
 
+    old = tiny_checkpoint(tmp_path)
+    r = train_tiny(tmp_path / "bad", "--fresh-lr", "0")
+    assert r.exit_code == 2 and "--fresh-lr 0.0: expected a positive multiplier" in r.output
+    assert not (tmp_path / "bad").exists()
+    r = train_tiny(tmp_path / "new", "--set", "input_codes=true", "--init", old, "--ship", tmp_path / "new_ckpt",
+                   "--fresh-lr", "10", "--warmup", "1", "--lr", "1e-3")
+    assert r.exit_code == 0, r.output
+    assert "new, starting as a no-op: input_expr.weight, input_expr.bias" in r.output
     trained, _ = load_model(tmp_path / "new_ckpt")
     assert trained.input_expr.weight.abs().max() > 0  # the fresh projection moved off zero in its one step
-    assert "new, starting as a no-op: input_expr.weight, input_expr.bias" in r.output
-    r = runner.invoke(app, ["prepare", "--synthetic", "--out", str(tmp_path / "cap"), "--res", "64", "--quiet"])
-    assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["reconstruct", str(tmp_path / "cap"), "--out", str(tmp_path / "a.safetensors"),
-                            "--checkpoint", str(tmp_path / "new_ckpt"), "--device", "cpu"])
+    r = cli("reconstruct", synthetic_capture(tmp_path), "--out", tmp_path / "a.safetensors",
+            "--checkpoint", tmp_path / "new_ckpt", "--device", "cpu")
     assert r.exit_code == 0, r.output
     assert "input expressions: recorded in the capture" in r.output
