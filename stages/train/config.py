@@ -59,7 +59,7 @@ class TrainConfig:
     video_colour: float = opt(0.0, "Fraction of video examples given one colour response (exposure, white "
                                    "balance, gamma, as the wide recipe draws them) on inputs and targets alike.")
     fresh_lr: float = opt(1.0, "Learning-rate multiplier for the weights of options that start as a no-op "
-                               "(input_codes' projection, decoder_self_layers' blocks, under --init), so that a "
+                               "(input_codes' projection, decoder_self_layers' blocks), so that under --init a "
                                "new part catches up with a network already trained without it.")
     consistent_inputs: bool = opt(False, "Ablation: inputs at the target expression instead of other timesteps.")
     n_cameras: int = opt(32, "Synthetic studio size (--source fresh).")
