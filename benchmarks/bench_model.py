@@ -1,6 +1,9 @@
 """Speed of the network and the per-frame driving path: identity encoder once, then per frame the expression
-decoder + render. Prints a markdown table. Random weights are fine for speed (`--preset`), or time the shipped
-checkpoint on its example capture (default). Medians over repeats; CUDA timings synchronise first."""
+decoder + render. Prints a markdown table. Random weights are fine for speed (`--preset`, with model options
+by `--set`), or time the shipped checkpoint (or `--checkpoint`) on its example capture (default). Medians over
+repeats; CUDA timings synchronise first.
+
+    python benchmarks/bench_model.py --device cpu --preset base --threads 2 --set decoder_self_layers=1"""
 
 from __future__ import annotations
 
@@ -38,6 +41,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--capture", default="examples/capture")
+    ap.add_argument("--checkpoint", default=None, help="checkpoint that reconstructs the capture and is timed "
+                    "unless --preset is given (default: the shipped one)")
     ap.add_argument("--preset", default="", help="time a random-weight preset instead of the shipped model")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a model option of the --preset network, e.g. decoder_self_layers=1 (repeatable)")
@@ -50,11 +55,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:  # a copy, so cached priors never land in examples/
         capture = shutil.copytree(args.capture, f"{tmp}/capture")
         t = time.perf_counter()
-        avatar = reconstruct(capture, None, dev)
+        avatar = reconstruct(capture, args.checkpoint, dev)
         first = (time.perf_counter() - t) * 1000
     from stages.model.checkpoint import load_model
 
-    model, _ = load_model(None, dev)
+    model, _ = load_model(args.checkpoint, dev)
     if args.set and not args.preset:
         raise SystemExit("--set needs --preset (the shipped model's options are its own)")
     if args.preset:

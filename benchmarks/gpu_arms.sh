@@ -4,13 +4,21 @@
 # benchmarks/gpu_generalise.sh; its checkpoint comes back as ONE tar under $OUT (a device call returns at most
 # 8 files, and a shipped checkpoint is two shards), beside its logs (runs_NAME.tgz).
 #
-#   ARMS="C:--seed=11 M:--seed=11,--mirror-video=0.5" STEPS=900 LIMIT=220 INIT=.ckpt/r4a10-soup \
+#   ARMS="C:--seed=11 M:--seed=11,--mirror-video=0.5" STEPS=900 LIMIT=220 INIT=.ckpt/r4x12-soup \
 #     bash benchmarks/gpu_arms.sh
-# Each ARMS item is NAME:FLAGS (comma-separated), added to $MIX, the flags every arm shares.
+# Each ARMS item is NAME:FLAGS (comma-separated), added to $MIX, the flags every arm shares. With BENCH_SETS
+# (space-separated model options) the call first times the base preset's driving path with and without them
+# (benchmarks/bench_model.py on the GPU, the example capture reconstructed with $INIT) into bench_model.md.
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 MIX=${MIX:---data=video:.cache_real63@0.4,--data=synth,--recipe=wide,--recipe-share=0.8,--pool-slots=16,--narrow-video-inputs=0.5}
+if [ -n "${BENCH_SETS:-}" ]; then  # e.g. BENCH_SETS="decoder_self_layers=1": GPU speed of base with and without
+  for sets in "" "$BENCH_SETS"; do
+    python3 benchmarks/bench_model.py --device cuda --checkpoint "$INIT" --preset base --repeats 30 \
+      ${sets:+$(printf -- '--set %s ' $sets)} 2>&1 | tail -8 | tee -a "$OUT/bench_model.md"
+  done
+fi
 for arm in $ARMS; do
   name=${arm%%:*}
   RUNS="$name:$MIX,${arm#*:}" LIMIT=${LIMIT:-230} STEPS=${STEPS:-900} INIT=${INIT:?} LIFETIME=${LIFETIME:-2000} \
