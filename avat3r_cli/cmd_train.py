@@ -78,6 +78,8 @@ def _train(out: Path, data: list[str] | None, set_: list[str] | None, init: Path
         from stages.train.video_data import MIRROR_FACEMESH
 
         raise BadInput(MIRROR_FACEMESH)
+    if options["depth_spread_weight"] < 0:
+        raise BadInput(f"--depth-spread-weight {options['depth_spread_weight']}: expected 0 (off) or more")
     if options["fresh_lr"] <= 0:
         raise BadInput(f"--fresh-lr {options['fresh_lr']}: expected a positive multiplier")
     if options["source"] not in ("pool", "fresh"):

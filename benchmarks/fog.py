@@ -7,6 +7,8 @@ Per input view of each avatar this prints
 - the median of each Gaussian's largest scale in units of its pixel's footprint (wide: well above 1),
 - the avatar rendered at that view's own camera, with all its Gaussians, against the input photo inside its
   mask ("self-view PSNR"; at the view's recorded expression when the capture records one, else neutral),
+- at that camera, the median depth spread inside the mask: the weighted standard deviation of the distances
+  of the Gaussians each pixel blends (`stages.train.depth_spread`, what `train --depth-spread-weight` penalises),
 and means per avatar and over all. A training change that reduces the fog should raise the first and the third
 and lower the second on real captures, before any test set is scored.
 
@@ -31,6 +33,7 @@ from stages.avatar import AvatarDriver, open_avatar  # noqa: E402
 from stages.cameras.transforms import read_transforms  # noqa: E402
 from stages.gaussians import Gaussians  # noqa: E402
 from stages.render import render  # noqa: E402
+from stages.train.depth_spread import depth_spread  # noqa: E402
 
 
 @dataclass
@@ -40,6 +43,7 @@ class ViewFog:
     opacity: float  # median opacity of the view's Gaussians
     width: float  # median largest scale / pixel footprint
     self_psnr: float  # dB, inside the view's mask, the whole avatar rendered at the view's camera
+    spread_mm: float  # median depth spread inside the mask at the view's camera
 
 
 def recorded_codes(capture: Path | None, views: int, dim: int) -> list[np.ndarray]:
@@ -71,22 +75,26 @@ def view_fog(driver: AvatarDriver, codes: list[np.ndarray], name: str) -> list[V
         photo = driver.avatar.images[v].cpu() * mask[..., None] + (1 - mask[..., None])
         inside = mask > 0.5
         mse = float(((rgb - photo) ** 2)[inside].mean()) if inside.any() else float("nan")
+        spread, _ = depth_spread(g, driver.avatar.cameras[v])
         out.append(ViewFog(name, v, float(opacity.median()) if len(opacity) else float("nan"),
                            float(width.median()) if len(width) else float("nan"),
-                           float(-10 * np.log10(max(mse, 1e-10)))))
+                           float(-10 * np.log10(max(mse, 1e-10))),
+                           float(spread[inside].median()) * 1000 if inside.any() else float("nan")))
     return out
 
 
 def table(rows: list[ViewFog]) -> str:
-    lines = ["| avatar | view | opacity (median) | width, footprints (median) | self-view PSNR dB |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {r.avatar} | {r.view} | {r.opacity:.3f} | {r.width:.2f} | {r.self_psnr:.2f} |" for r in rows]
+    lines = ["| avatar | view | opacity (median) | width, footprints (median) | self-view PSNR dB | depth spread mm "
+             "(median) |", "|---|---|---|---|---|---|"]
+
+    def cells(rs: list[ViewFog]) -> str:
+        return (f"{np.mean([r.opacity for r in rs]):.3f} | {np.mean([r.width for r in rs]):.2f} | "
+                f"{np.mean([r.self_psnr for r in rs]):.2f} | {np.mean([r.spread_mm for r in rs]):.1f} |")
+
+    lines += [f"| {r.avatar} | {r.view} | {cells([r])}" for r in rows]
     for name in dict.fromkeys(r.avatar for r in rows):
-        mine = [r for r in rows if r.avatar == name]
-        lines.append(f"| **{name}** | mean | {np.mean([r.opacity for r in mine]):.3f} | "
-                     f"{np.mean([r.width for r in mine]):.2f} | {np.mean([r.self_psnr for r in mine]):.2f} |")
-    lines.append(f"| **all** | mean | {np.mean([r.opacity for r in rows]):.3f} | {np.mean([r.width for r in rows]):.2f}"
-                 f" | {np.mean([r.self_psnr for r in rows]):.2f} |")
+        lines.append(f"| **{name}** | mean | {cells([r for r in rows if r.avatar == name])}")
+    lines.append(f"| **all** | mean | {cells(rows)}")
     return "\n".join(lines)
 
 

@@ -42,6 +42,7 @@ def test_prior_points_read_as_they_are_built_and_faint_ones_as_fog(tmp_path):
         assert r.opacity == pytest.approx(1 / (1 + math.exp(-1)), abs=1e-4)
         assert r.width == pytest.approx(0.8, abs=1e-3)
         assert r.self_psnr > 15  # pixel-coloured points on their own rays redraw the photo
+        assert 0 <= r.spread_mm < 100
     plain = driver.gaussians
 
     def faint(code):  # the same Gaussians at a tenth of their opacity

@@ -58,6 +58,10 @@ class TrainConfig:
                                    "swapped (a mirrored face is close to a new person; the clips have few).")
     video_colour: float = opt(0.0, "Fraction of video examples given one colour response (exposure, white "
                                    "balance, gamma, as the wide recipe draws them) on inputs and targets alike.")
+    depth_spread_weight: float = opt(0.0, "Weight of the depth spread (cm): the alpha-weighted standard deviation "
+                                          "of the distances of the Gaussians each target pixel blends, on 2 "
+                                          "supervision views per avatar; penalises the fog of faint Gaussians at "
+                                          "disagreeing depths (0: off).")
     fresh_lr: float = opt(1.0, "Learning-rate multiplier for the weights of options that start as a no-op "
                                "(input_codes' projection, decoder_self_layers' blocks), so that under --init a "
                                "new part catches up with a network already trained without it.")

@@ -21,12 +21,16 @@ from stages.io import write_image
 from stages.metrics import psnr, ssim
 from stages.model import Avat3rNet
 from stages.model.checkpoint import first_names, load_init_weights, save_checkpoint
+from stages.model.network import GaussianMaps
 from stages.render import render
 from stages.train.config import TrainConfig, check_resumable, model_config
 from stages.train.data import Batch, DiskSource, SynthPool, SynthSource, collate
+from stages.train.depth_spread import depth_spread
 from stages.train.recipe import Recipe, parse_recipe
 from stages.train.state import LEGACY_STATE_FILE, STATE_FILE, TrainState, load_legacy_state, load_state, save_state
 from stages.train.video_data import parse_mix
+
+SPREAD_VIEWS = 2  # supervision views per avatar that the depth-spread term renders again
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -64,20 +68,26 @@ def decode_plan(codes: Tensor) -> tuple[list[tuple[int, int]], list[list[int]]]:
     return picks, entry
 
 
-def render_batch(model: torch.nn.Module, batch: Batch, backgrounds: Tensor) -> tuple[Tensor, Tensor]:
-    """Predict each avatar's Gaussians at its target expression(s) and render its supervision views. `model`
-    may be the DDP wrapper, whose forward all-reduces the gradients."""
+def predict(model: torch.nn.Module, batch: Batch) -> tuple[GaussianMaps, list[list[int]]]:
+    """Each avatar's Gaussian maps at its target expression(s), and which decoded entry each (b, t) target uses.
+    `model` may be the DDP wrapper, whose forward all-reduces the gradients."""
     B, T = batch.target_rgb.shape[:2]
     if batch.target_codes is None:
         maps = model(batch.images, batch.pos, batch.conf, batch.masks, batch.cameras, batch.codes,
                      input_codes=batch.input_codes)
-        entry = [[b] * T for b in range(B)]
-    else:
-        picks, entry = decode_plan(batch.target_codes)
-        dev = batch.images.device
-        bs, ts = (torch.tensor(x, device=dev) for x in zip(*picks, strict=True))
-        maps = model(batch.images, batch.pos, batch.conf, batch.masks, batch.cameras, batch.target_codes[bs, ts],
-                     owner=bs, input_codes=batch.input_codes)
+        return maps, [[b] * T for b in range(B)]
+    picks, entry = decode_plan(batch.target_codes)
+    dev = batch.images.device
+    bs, ts = (torch.tensor(x, device=dev) for x in zip(*picks, strict=True))
+    maps = model(batch.images, batch.pos, batch.conf, batch.masks, batch.cameras, batch.target_codes[bs, ts],
+                 owner=bs, input_codes=batch.input_codes)
+    return maps, entry
+
+
+def render_targets(maps: GaussianMaps, entry: list[list[int]], batch: Batch, backgrounds: Tensor
+                   ) -> tuple[Tensor, Tensor]:
+    """Render every avatar's supervision views from its predicted maps: (B, T, H, W, 3) and (B, T, H, W)."""
+    B, T = batch.target_rgb.shape[:2]
     rgbs, alphas = [], []
     for b in range(B):
         cams = batch.target_cameras[b * T:(b + 1) * T]
@@ -90,6 +100,27 @@ def render_batch(model: torch.nn.Module, batch: Batch, backgrounds: Tensor) -> t
         rgbs.append(torch.cat([o.rgb for o in outs]))
         alphas.append(torch.cat([o.alpha[..., 0] for o in outs]))
     return torch.stack(rgbs), torch.stack(alphas)
+
+
+def render_batch(model: torch.nn.Module, batch: Batch, backgrounds: Tensor) -> tuple[Tensor, Tensor]:
+    """Predict each avatar's Gaussians at its target expression(s) and render its supervision views."""
+    maps, entry = predict(model, batch)
+    return render_targets(maps, entry, batch, backgrounds)
+
+
+def depth_spread_term(maps: GaussianMaps, entry: list[list[int]], batch: Batch, views: int = SPREAD_VIEWS
+                      ) -> Tensor:
+    """Mean depth spread (`stages.train.depth_spread`, in centimetres) over the pixels inside the target masks
+    of each avatar's first `views` supervision views: one extra render per view, so only a few."""
+    B, T = batch.target_rgb.shape[:2]
+    total, count = maps.means.new_zeros(()).float(), maps.means.new_zeros(()).float()
+    for b in range(B):
+        for t in range(min(views, T)):
+            spread, _ = depth_spread(maps.gaussians(entry[b][t]), batch.target_cameras[b * T + t])
+            inside = (batch.target_alpha[b, t] > 0.5).float()
+            total = total + (spread.float() * inside).sum() * 100.0
+            count = count + inside.sum()
+    return total / count.clamp(min=1.0)
 
 
 def loss_terms(pred_rgb: Tensor, pred_alpha: Tensor, batch: Batch, backgrounds: Tensor, cfg: TrainConfig,
@@ -280,8 +311,14 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg) * group.get("lr_mult", 1.0)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                pred_rgb, pred_alpha = render_batch(net, batch, backgrounds)
+                maps, entry = predict(net, batch)
+                pred_rgb, pred_alpha = render_targets(maps, entry, batch, backgrounds)
             loss, logs = loss_terms(pred_rgb, pred_alpha, batch, backgrounds, cfg, lpips_net, step)
+            if cfg.depth_spread_weight > 0:
+                spread = depth_spread_term(maps, entry, batch)
+                loss = loss + cfg.depth_spread_weight * spread
+                logs["depth_spread_cm"] = spread.item()
+                logs["loss"] = loss.item()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
