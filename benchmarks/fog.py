@@ -30,8 +30,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from stages.avatar import AvatarDriver, open_avatar  # noqa: E402
-from stages.cameras.transforms import read_transforms  # noqa: E402
-from stages.gaussians import Gaussians  # noqa: E402
+from stages.capture import read_capture  # noqa: E402
+from stages.capture.input_codes import recorded_codes  # noqa: E402
+from stages.evaluate.scoring import masked_psnr  # noqa: E402
+from stages.model.config import ModelConfig  # noqa: E402
 from stages.render import render  # noqa: E402
 from stages.train.depth_spread import depth_spread  # noqa: E402
 
@@ -46,15 +48,16 @@ class ViewFog:
     spread_mm: float  # median depth spread inside the mask at the view's camera
 
 
-def recorded_codes(capture: Path | None, views: int, dim: int) -> list[np.ndarray]:
-    """Each input's recorded expression (transforms.json's per-frame `expression`) where it has the model's
-    dimension, else neutral: the photo shows its own expression, and a neutral avatar would not match it."""
-    neutral = np.zeros(dim, np.float32)
-    if capture is None or not (capture / "transforms.json").is_file():
-        return [neutral] * views
-    frames = read_transforms(capture / "transforms.json").frames
-    codes = [np.asarray(f.extra.get("expression", []), np.float32) for f in frames[:views]]
-    return [c if c.shape == (dim,) else neutral for c in codes] + [neutral] * (views - len(codes))
+def input_expressions(capture: Path | None, cfg: ModelConfig, views: int) -> list[np.ndarray]:
+    """Each input's recorded expression (`stages.capture.input_codes.recorded_codes`: the capture's per-frame
+    codes in the network's expression space), else neutral: the photo shows its own expression, and a neutral
+    avatar would not match it."""
+    codes = None
+    if capture is not None and (capture / "transforms.json").is_file():
+        codes = recorded_codes(read_capture(capture), cfg)
+    if codes is None:
+        return [np.zeros(cfg.expr_dim, np.float32)] * views
+    return list(codes.numpy()[:views])
 
 
 def view_fog(driver: AvatarDriver, codes: list[np.ndarray], name: str) -> list[ViewFog]:
@@ -64,21 +67,20 @@ def view_fog(driver: AvatarDriver, codes: list[np.ndarray], name: str) -> list[V
     white = torch.ones(3)
     out = []
     for v in range(views):
-        g = driver.gaussians(codes[v])
-        g = Gaussians(*(t.float().cpu() for t in (g.means, g.quats, g.log_scales, g.opacity_logits, g.colors)))
+        g = driver.gaussians(codes[v]).to("cpu", torch.float32)
         mine = view_of == v
         footprint = driver.state.footprint[0, v].cpu()[keep[v]]
-        width = torch.exp(g.log_scales[mine]).max(-1).values / footprint
-        opacity = torch.sigmoid(g.opacity_logits[mine])
+        width = g.scales()[mine].max(-1).values / footprint
+        opacity = g.opacities()[mine]
         rgb = render(g, driver.avatar.cameras[v], background=white, depth=False).rgb[0].clamp(0, 1)
         mask = driver.avatar.masks[v].cpu()
         photo = driver.avatar.images[v].cpu() * mask[..., None] + (1 - mask[..., None])
         inside = mask > 0.5
-        mse = float(((rgb - photo) ** 2)[inside].mean()) if inside.any() else float("nan")
+        self_psnr = masked_psnr(rgb.permute(2, 0, 1)[None], photo.permute(2, 0, 1)[None], mask[None])
         spread, _ = depth_spread(g, driver.avatar.cameras[v])
         out.append(ViewFog(name, v, float(opacity.median()) if len(opacity) else float("nan"),
                            float(width.median()) if len(width) else float("nan"),
-                           float(-10 * np.log10(max(mse, 1e-10))),
+                           self_psnr,
                            float(spread[inside].median()) * 1000 if inside.any() else float("nan")))
     return out
 
@@ -120,7 +122,7 @@ def main() -> None:
         for avatar, capture in jobs:
             driver = open_avatar(avatar, args.checkpoint, "cpu")
             name = avatar.parent.name if args.work is not None else avatar.stem
-            codes = recorded_codes(capture, driver.avatar.images.shape[0], driver.expression_dim)
+            codes = input_expressions(capture, driver.model.cfg, driver.avatar.images.shape[0])
             rows += view_fog(driver, codes, name)
     print(table(rows))
     if args.json:

@@ -33,7 +33,7 @@ def test_prior_points_read_as_they_are_built_and_faint_ones_as_fog(tmp_path):
     ckpt = save_checkpoint(tmp_path / "untrained.safetensors", model)
     capture = make_synthetic_capture(tmp_path / "cap", 3, size=model.cfg.image_size)
     driver = AvatarDriver(reconstruct(capture, ckpt, "cpu"), model, fast=False)
-    codes = fog.recorded_codes(capture, 4, model.cfg.expr_dim)
+    codes = fog.input_expressions(capture, model.cfg, 4)
     assert any(c.any() for c in codes)  # the synthetic capture records each input's expression
     with torch.no_grad():
         rows = fog.view_fog(driver, codes, "untrained")
