@@ -2,7 +2,8 @@
 # Equal-budget arms one after another on one GPU, inside one device call (issue 17). Arms side by side share
 # the GPU's throughput, so one at a time gives each the whole GPU. Each arm continues $INIT through
 # benchmarks/gpu_generalise.sh; its checkpoint comes back as ONE tar under $OUT (a device call returns at most
-# 8 files, and a shipped checkpoint is two shards), beside its logs (runs_NAME.tgz).
+# 8 files, and a shipped checkpoint is two shards), or as 12 MiB parts of it where the tar is over 15 MiB,
+# beside its logs (runs_NAME.tgz).
 #
 #   ARMS="C:--seed=11 M:--seed=11,--mirror-video=0.5" STEPS=900 LIMIT=220 INIT=.ckpt/r4x12-soup \
 #     bash benchmarks/gpu_arms.sh
@@ -25,5 +26,10 @@ for arm in $ARMS; do
     SKIP_SCORE=1 RUNS_DIR="runs_$name" OUT="$OUT" bash benchmarks/gpu_generalise.sh 2>&1 | grep -v "No such file"
   mv "$OUT/runs.tgz" "$OUT/runs_$name.tgz"
   tar cf "$OUT/ckpt_$name.tar" -C "$OUT" "ckpt_$name" && rm -rf "${OUT:?}/ckpt_$name"
+  # a file over 16 MiB does not come back (a base checkpoint with decoder_self_layers=1 is 17.5 MB): parts of
+  # 12 MiB instead; here, `cat ckpt_NAME.tar.part_* > ckpt_NAME.tar` joins them
+  if [ "$(stat -c %s "$OUT/ckpt_$name.tar")" -gt 15728640 ]; then
+    split -b 12M "$OUT/ckpt_$name.tar" "$OUT/ckpt_$name.tar.part_" && rm "$OUT/ckpt_$name.tar"
+  fi
 done
 ls -la "$OUT"
