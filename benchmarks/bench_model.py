@@ -49,6 +49,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
+    if args.set and not args.preset:
+        raise SystemExit("--set needs --preset (the shipped model's options are its own)")
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
@@ -60,8 +62,6 @@ def main() -> None:
     from stages.model.checkpoint import load_model
 
     model, _ = load_model(args.checkpoint, dev)
-    if args.set and not args.preset:
-        raise SystemExit("--set needs --preset (the shipped model's options are its own)")
     if args.preset:
         model = Avat3rNet(preset(args.preset, **parse_overrides(args.set))).to(dev).eval()
         if model.cfg.image_size != avatar.images.shape[1]:

@@ -272,12 +272,12 @@ def test_network_decodes_one_code_per_target():
 
 
 def test_mixed_batch_decodes_shared_codes_once_and_renders_as_per_target_decoding():
-    """render_batch decodes an avatar whose targets share a code once and a video avatar once per target, and
+    """predict decodes an avatar whose targets share a code once and a video avatar once per target, and
     the images equal those of decoding every (avatar, target) pair."""
     from stages.cameras import focal_for_extent, look_at, make_cameras, spherical_eye
     from stages.model import Avat3rNet, preset
     from stages.train.data import Batch
-    from stages.train.loop import decode_plan, render_batch
+    from stages.train.loop import decode_plan, predict, render_targets
 
     torch.manual_seed(0)
     net = Avat3rNet(preset("tiny")).eval()
@@ -298,7 +298,7 @@ def test_mixed_batch_decodes_shared_codes_once_and_renders_as_per_target_decodin
     assert picks == [(0, 0), (0, 1), (0, 2), (1, 0)] and entry == [[0, 1, 2], [3, 3, 3]]
     bg = torch.rand(B, 3)
     with torch.no_grad():
-        rgb, alpha = render_batch(net, batch, bg)
+        rgb, alpha = render_targets(*predict(net, batch), batch, bg)
         full = net(batch.images, batch.pos, batch.conf, batch.masks, batch.cameras, codes)  # B*T avatars
     from stages.render import render
 

@@ -102,12 +102,6 @@ def render_targets(maps: GaussianMaps, entry: list[list[int]], batch: Batch, bac
     return torch.stack(rgbs), torch.stack(alphas)
 
 
-def render_batch(model: torch.nn.Module, batch: Batch, backgrounds: Tensor) -> tuple[Tensor, Tensor]:
-    """Predict each avatar's Gaussians at its target expression(s) and render its supervision views."""
-    maps, entry = predict(model, batch)
-    return render_targets(maps, entry, batch, backgrounds)
-
-
 def depth_spread_term(maps: GaussianMaps, entry: list[list[int]], batch: Batch, views: int = SPREAD_VIEWS
                       ) -> Tensor:
     """Mean depth spread (`stages.train.depth_spread`, in centimetres) over the pixels inside the target masks
