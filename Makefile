@@ -28,8 +28,9 @@ $(STAMP): pyproject.toml constraints.txt
 	# Offline person segmentation for photos without masks: MediaPipe's selfie model (Apache-2.0) ships only in
 	# the legacy mediapipe 0.10.14 wheel, which cannot sit beside 1.2.3: download it (not installed) and extract
 	# the one .tflite into the venv's share/avat3r/ (stages.capture.segment).
-	rm -rf .whl/mp01014 && $(BIN)/pip download -q --no-deps -d .whl/mp01014 mediapipe==0.10.14
-	$(BIN)/python -m stages.capture.segment .whl/mp01014/mediapipe-0.10.14-*.whl
+	# (in a temporary folder: left in .whl/, its 35 MB would travel with every GPU call that carries .whl)
+	tmp=$$(mktemp -d) && $(BIN)/pip download -q --no-deps -d $$tmp mediapipe==0.10.14 && \
+		$(BIN)/python -m stages.capture.segment $$tmp/mediapipe-0.10.14-*.whl; rc=$$?; rm -rf $$tmp; exit $$rc
 	# Headless Chromium for the viewer's browser tests (Debian packages; needs root). Skipped when already there;
 	# without it those tests are skipped, not failed.
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || { apt-get update -qq && \
