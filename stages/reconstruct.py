@@ -17,8 +17,10 @@ from stages.model.network import gaussian_pixels
 
 def reconstruct(capture_dir: str | Path, checkpoint: str | Path | None = None, device: torch.device | str = "cpu",
                 prior_backend: str | None = None, prior_checkpoint: Path | None = None, features: str = "none",
-                sapiens: Path | None = None, log=lambda msg: None, stats: dict | None = None) -> Avatar:
-    """`stats`, when given, receives `gaussians`: how many input pixels the model keeps as Gaussians."""
+                sapiens: Path | None = None, log=lambda msg: None, stats: dict | None = None,
+                refine: int = 0, refine_lr: float | None = None, track=None) -> Avatar:
+    """`stats`, when given, receives `gaussians`: how many input pixels the model keeps as Gaussians.
+    `refine` > 0 then tunes the avatar to its own photos for that many steps (`stages.refine`)."""
     from stages.priors import load_or_compute_priors
 
     model, meta = load_model(checkpoint, device)
@@ -41,5 +43,12 @@ def reconstruct(capture_dir: str | Path, checkpoint: str | Path | None = None, d
     log(f"priors: {priors.meta.get('backend', prior_backend)}, {share:.0f}% of the foreground confident; the model "
         f"keeps {kept:,} pixels as Gaussians (confidence >= {threshold:g})")
     feat = priors.feat if cfg.feat_dim > 0 else None
-    codes = input_codes(capture, cfg, log) if cfg.input_codes else None
-    return create_avatar(model, meta, cap.images, cap.masks, cap.cameras, priors.pos, priors.conf, feat, codes)
+    codes = input_codes(capture, cfg, log) if cfg.input_codes or refine > 0 else None
+    avatar = create_avatar(model, meta, cap.images, cap.masks, cap.cameras, priors.pos, priors.conf, feat,
+                           codes if cfg.input_codes else None)
+    if refine > 0:
+        from stages.refine import DEFAULT_LR, refine_avatar
+
+        extra = {} if track is None else {"track": track}
+        avatar = refine_avatar(model, avatar, codes, refine, refine_lr or DEFAULT_LR, log=log, **extra)
+    return avatar
