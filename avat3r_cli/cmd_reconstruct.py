@@ -31,7 +31,9 @@ def reconstruct_cmd(
         min=0, help="Test-time refinement: tune the avatar to its own photos for this many steps (0: off; 20 "
                     "gained on real people, README; 5-30 s a step on 2 CPU cores). The network is not changed "
                     "and the avatar file keeps its format.")] = 0,
-    refine_lr: Annotated[float, typer.Option(min=0.0, help="Adam step size of --refine.")] = 2e-2,
+    refine_lr: Annotated[float | None, typer.Option(
+        min=0.0, help="Adam step size of --refine; default: the measured one (2e-2, stages.refine.DEFAULT_LR).")
+    ] = None,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
     seed: SeedOpt = 0,

@@ -3,6 +3,7 @@ capture folder when fresh), and run the identity encoder once."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -18,7 +19,7 @@ from stages.model.network import gaussian_pixels
 def reconstruct(capture_dir: str | Path, checkpoint: str | Path | None = None, device: torch.device | str = "cpu",
                 prior_backend: str | None = None, prior_checkpoint: Path | None = None, features: str = "none",
                 sapiens: Path | None = None, log=lambda msg: None, stats: dict | None = None,
-                refine: int = 0, refine_lr: float | None = None, track=None) -> Avatar:
+                refine: int = 0, refine_lr: float | None = None, track: Callable | None = None) -> Avatar:
     """`stats`, when given, receives `gaussians`: how many input pixels the model keeps as Gaussians.
     `refine` > 0 then tunes the avatar to its own photos for that many steps (`stages.refine`)."""
     from stages.priors import load_or_compute_priors
@@ -50,5 +51,6 @@ def reconstruct(capture_dir: str | Path, checkpoint: str | Path | None = None, d
         from stages.refine import DEFAULT_LR, refine_avatar
 
         extra = {} if track is None else {"track": track}
-        avatar = refine_avatar(model, avatar, codes, refine, refine_lr or DEFAULT_LR, log=log, **extra)
+        lr = DEFAULT_LR if refine_lr is None else refine_lr
+        avatar = refine_avatar(model, avatar, codes, refine, lr, log=log, **extra)
     return avatar
