@@ -10,6 +10,7 @@ avatar is rendered with the true code e and with the neutral code. Reported per 
   change (GT(e) − GT(neutral)) over the region; 0 means the code does nothing, 1 a perfect direction.
 
     python benchmarks/eval_expression.py [--checkpoint C ...] [--seeds 1000-1007] [--json out.json] [--photo-detail]
+                                         [--refine STEPS]
 """
 
 from __future__ import annotations
@@ -43,11 +44,12 @@ def _render(g, cam, black: torch.Tensor, photos: InputPhotos | None) -> torch.Te
 
 
 def score_subject(seed: int, checkpoint: Path | None, model, device: torch.device, workdir: Path,
-                  photo: bool = False) -> dict:
+                  photo: bool = False, refine: int = 0) -> dict:
     cap = make_synthetic_capture(workdir / f"s{seed}", seed, size=model.cfg.image_size, device=device)
     identity = sample_identity(np.random.default_rng(int(seed)))  # the first draw, as make_synthetic_capture
     targets = read_capture(cap / "targets")
-    driver = AvatarDriver(reconstruct(cap, checkpoint, device), model, fast=False)  # float32 scores
+    avatar = reconstruct(cap, checkpoint, device, refine=refine)  # refine: as `reconstruct --refine` does
+    driver = AvatarDriver(avatar, model, fast=False)  # float32 scores
     black = torch.zeros(3, device=device)
     neutral = np.zeros(targets.expressions.shape[1], np.float32)
     g_neutral = driver.gaussians(neutral)
@@ -99,6 +101,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", default="")
     ap.add_argument("--photo-detail", action="store_true", help="render as `render --photo-detail` does")
+    ap.add_argument("--refine", type=int, default=0, help="build avatars as `reconstruct --refine STEPS` does")
     args = ap.parse_args()
     dev = torch.device(args.device)
     report = {}
@@ -109,7 +112,8 @@ def main() -> None:
         path = Path(ckpt) if ckpt else None
         model, meta = load_model(path, dev)
         with tempfile.TemporaryDirectory() as tmp:
-            rows = [score_subject(s, path, model, dev, Path(tmp), args.photo_detail) for s in parse_seeds(args.seeds)]
+            rows = [score_subject(s, path, model, dev, Path(tmp), args.photo_detail, args.refine)
+                    for s in parse_seeds(args.seeds)]
         mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "seed"}
         report[str(ckpt or "shipped")] = {"subjects": rows, "mean": mean, "steps": meta.get("trained_steps")}
         m = mean
