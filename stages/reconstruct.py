@@ -50,7 +50,6 @@ def reconstruct(capture_dir: str | Path, checkpoint: str | Path | None = None, d
     if refine > 0:
         from stages.refine import DEFAULT_LR, refine_avatar
 
-        extra = {} if track is None else {"track": track}
         lr = DEFAULT_LR if refine_lr is None else refine_lr
-        avatar = refine_avatar(model, avatar, codes, refine, lr, log=log, **extra)
+        avatar = refine_avatar(model, avatar, codes, refine, lr, log=log, track=track)
     return avatar

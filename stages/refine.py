@@ -30,10 +30,10 @@ def _plain(items: Iterable[int], description: str, total: int) -> Iterator[int]:
 
 def refine_avatar(model: Avat3rNet, avatar: Avatar, codes: Tensor, steps: int, lr: float = DEFAULT_LR,
                   log: Callable[[str], None] = lambda msg: None,
-                  track: Callable[[Iterable[int], str, int], Iterator[int]] = _plain) -> Avatar:
+                  track: Callable[[Iterable[int], str, int], Iterator[int]] | None = None) -> Avatar:
     """A copy of `avatar` whose tokens were tuned for `steps` Adam steps on L1 (colour over a cycled
     background, plus alpha against the input masks) at the inputs' own cameras; `codes` (V, E) are the inputs'
-    expressions. The network's weights are not changed. `track` wraps the steps (a progress bar)."""
+    expressions. The network's weights are not changed. `track`, when given, wraps the steps (a progress bar)."""
     if steps <= 0:
         return avatar
     dev = next(model.parameters()).device
@@ -53,7 +53,7 @@ def refine_avatar(model: Avat3rNet, avatar: Avatar, codes: Tensor, steps: int, l
     codes = codes.to(dev, torch.float32)
     first = last = float("nan")
     try:
-        for step in track(range(steps), "refining the avatar", steps):
+        for step in (track or _plain)(range(steps), "refining the avatar", steps):
             bg = torch.tensor(BACKGROUNDS[step % len(BACKGROUNDS)], device=dev)
             state.tokens = tokens
             maps = model.decode(state.repeat(V), codes)  # avatar v at input v's expression
