@@ -46,6 +46,11 @@ def evaluate_cmd(
     akd: Annotated[bool, typer.Option(help="Report AKD (MediaPipe landmarks) when the eval extra is installed.")]
     = True,
     csim: Annotated[bool, typer.Option(help="Report CSIM (dlib identity) when the eval extra is installed.")] = True,
+    refine: Annotated[int, typer.Option(
+        min=0, help="Score avatars tuned to their own inputs for this many steps, as `reconstruct --refine` makes "
+                    "them (0: off).")] = 0,
+    refine_lr: Annotated[float | None, typer.Option(
+        min=0.0, help="Adam step size of --refine; default: the measured one (stages.refine.DEFAULT_LR).")] = None,
     ablation_table: Annotated[bool, typer.Option(
         "--ablation-table", help="Write the paper's ablation table (ablation.md) from the checkpoints given; "
                                  "rows from LABEL=PATH or the runs' recorded settings.")] = False,
@@ -103,11 +108,13 @@ def evaluate_cmd(
             if data is None:
                 n = subjects or 8
                 reports[label] = evaluate_synthetic(ckpt, list(range(first_seed, first_seed + n)), dev,
-                                                    track=rep.track, prior=prior, scorer=scorer)
+                                                    track=rep.track, prior=prior, scorer=scorer, refine=refine,
+                                                    refine_lr=refine_lr)
             else:
                 reports[label] = evaluate_dataset(ckpt, data, dev, split, views, target_timesteps, targets,
                                                   subjects or 0, prior=prior, features=features, sapiens=sapiens,
-                                                  seed=seed, track=rep.track, scorer=scorer)
+                                                  seed=seed, track=rep.track, scorer=scorer, refine=refine,
+                                                  refine_lr=refine_lr)
     finally:
         scorer.close()
     single = len(reports) == 1 and not ablation_table

@@ -61,7 +61,7 @@ def test_reconstruct_animate_render_export(chain):
     tmp, ckpt, cap = chain
     avatar = tmp / "avatar.safetensors"
     _ok(runner.invoke(app, ["reconstruct", str(cap), "--out", str(avatar), "--checkpoint", str(ckpt), "--device",
-                            "cpu", "--quiet"]))
+                            "cpu", "--quiet", "--refine", "0"]))  # the network's own avatar, compared below
     assert avatar.is_file() and (cap / "priors.safetensors").is_file()
     av = load_avatar(avatar)
     assert av.meta["expression_space"] == "arkit52" and av.images.shape == (4, 64, 64, 3)
@@ -105,7 +105,7 @@ def test_photo_detail_brings_the_input_photo_back_at_its_own_camera(chain):
     tmp, ckpt, cap = chain
     avatar = tmp / "avatar_pd.safetensors"
     _ok(runner.invoke(app, ["reconstruct", str(cap), "--out", str(avatar), "--checkpoint", str(ckpt), "--device",
-                            "cpu", "--quiet"]))
+                            "cpu", "--quiet", "--refine", "0"]))  # refinement: tests/test_refine.py
     av = load_avatar(avatar)
     write_transforms(tmp / "own.json", frames_from_cameras(av.cameras, [f"v{i}.png" for i in range(4)]))
     for flag, out in (([], "plain"), (["--photo-detail"], "photo")):
@@ -222,7 +222,7 @@ def test_photo_detail_is_on_by_default_only_for_inputs_that_hardly_turn(chain):
     tmp, ckpt, cap = chain
     wide = tmp / "avatar_auto.safetensors"
     _ok(runner.invoke(app, ["reconstruct", str(cap), "--out", str(wide), "--checkpoint", str(ckpt), "--device",
-                            "cpu", "--quiet"]))
+                            "cpu", "--quiet", "--refine", "0"]))  # refinement: tests/test_refine.py
     av = load_avatar(wide)
     assert viewing_spread_deg(av.cameras.c2w) > MIN_TURN_DEG and not photo_detail_wanted(None, av.cameras)
     c = av.cameras

@@ -77,7 +77,7 @@ def test_cli_adds_blocks_to_older_weights_and_drives_the_avatar(tmp_path):
     assert "new, starting as a no-op: blocks.2.norm1.weight" in r.output
     avatar = tmp_path / "a.safetensors"
     r = cli("reconstruct", synthetic_capture(tmp_path), "--out", avatar, "--checkpoint", tmp_path / "new_ckpt",
-            "--device", "cpu", "--quiet")
+            "--device", "cpu", "--quiet", "--refine", "0")  # refinement: tests/test_refine.py
     assert r.exit_code == 0, r.output
     codes = np.zeros((2, 52), np.float32)
     codes[1, 17] = 1.0  # jawOpen

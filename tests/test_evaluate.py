@@ -83,6 +83,22 @@ def test_evaluate_dataset_follows_the_protocol_and_scores_every_metric(evaluated
         assert f"| {row[method]['psnr']:.2f} | {row[method]['ssim']:.3f} |" in mean_row
 
 
+def test_evaluate_refine_scores_refined_avatars(setup, evaluated):
+    """--refine scores the avatars `reconstruct --refine` would make: recorded in the protocol, other renders."""
+    tmp, data, ckpt = setup
+    _, plain, _ = evaluated
+    out = tmp / "report_refined"
+    _ok(runner.invoke(app, ["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--split", "all",
+                            "--targets", "4", "--out", str(out), "--device", "cpu", "--quiet", "--refine", "3",
+                            "--refine-lr", "0.05"]))
+    refined = json.loads((out / "metrics.json").read_text())
+    assert refined["protocol"]["refine_steps"] == 3 and refined["protocol"]["refine_lr"] == 0.05
+    assert "refine_steps" not in plain["protocol"]
+    ours, theirs = refined["subjects"][0], plain["subjects"][0]
+    assert ours["avat3r"]["psnr"] != theirs["avat3r"]["psnr"]  # the tokens moved
+    assert ours["nearest view"]["psnr"] == theirs["nearest view"]["psnr"]  # same episode, same targets
+
+
 @needs_face_metrics
 def test_evaluate_scores_face_metrics(evaluated):
     out, report, _ = evaluated

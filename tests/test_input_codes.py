@@ -153,6 +153,6 @@ def test_cli_trains_with_input_codes_from_older_weights_and_reconstructs(tmp_pat
     trained, _ = load_model(tmp_path / "new_ckpt")
     assert trained.input_expr.weight.abs().max() > 0  # the fresh projection moved off zero in its one step
     r = cli("reconstruct", synthetic_capture(tmp_path), "--out", tmp_path / "a.safetensors",
-            "--checkpoint", tmp_path / "new_ckpt", "--device", "cpu")
+            "--checkpoint", tmp_path / "new_ckpt", "--device", "cpu", "--refine", "0")  # tests/test_refine.py
     assert r.exit_code == 0, r.output
     assert "input expressions: recorded in the capture" in r.output

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from stages.avatar import AvatarDriver, create_avatar
+from stages.capture.input_codes import input_codes
 from stages.errors import BadInput
 from stages.evaluate.protocol import Episode, capture_episode, dataset_episode
 from stages.evaluate.scoring import COLUMNS, Scorer, masked_psnr, project_keypoints
@@ -66,8 +67,10 @@ def episode_priors(ep: Episode, size: int, prior: str, device: torch.device, fea
 
 
 def predict(ep: Episode, model: Avat3rNet, meta: dict, device: torch.device, prior: str = "builtin",
-            features: str = "none", sapiens: Path | None = None, seed: int = 0) -> dict[str, Tensor]:
-    """Renders of every target view by each method (N, H, W, 3) on black, plus 'gt' and 'inputs'."""
+            features: str = "none", sapiens: Path | None = None, seed: int = 0, refine: int = 0,
+            refine_lr: float | None = None) -> dict[str, Tensor]:
+    """Renders of every target view by each method (N, H, W, 3) on black, plus 'gt' and 'inputs'. `refine` > 0
+    tunes the avatar to its inputs first, as `reconstruct --refine` does (`stages.refine`)."""
     cfg = model.cfg
     if ep.targets.codes is None or ep.targets.codes.shape[1] != cfg.expr_dim:
         width = None if ep.targets.codes is None else ep.targets.codes.shape[1]
@@ -87,6 +90,12 @@ def predict(ep: Episode, model: Avat3rNet, meta: dict, device: torch.device, pri
                        "dataset has none for them")
     avatar = create_avatar(model, meta, inputs.images, inputs.masks, inputs.cameras, pos, conf,
                            feat if cfg.feat_dim > 0 else None, ep.input_codes if cfg.input_codes else None)
+    if refine > 0:
+        from stages.refine import DEFAULT_LR, refine_avatar
+
+        codes = input_codes(Capture(Path("."), ep.inputs.images, ep.inputs.masks, ep.inputs.cameras,
+                                    ep.input_codes, cfg.expr_space if ep.input_codes is not None else None), cfg)
+        avatar = refine_avatar(model, avatar, codes, refine, DEFAULT_LR if refine_lr is None else refine_lr)
     driver = AvatarDriver(avatar, model, fast=False)  # scores in float32 on every device
     # A zero-initialised head with both skips on turns the prior into coloured points: the baseline.
     base_net = Avat3rNet(replace(cfg, pos_skip=True, rgb_skip=True)).to(device).eval()
@@ -139,9 +148,9 @@ def synthetic_keypoints(identity, codes: Tensor) -> Tensor:
 
 def score_episode(ep: Episode, model: Avat3rNet, meta: dict, device: torch.device, scorer: Scorer,
                   prior: str = "builtin", features: str = "none", sapiens: Path | None = None,
-                  seed: int = 0) -> tuple[dict, dict]:
+                  seed: int = 0, refine: int = 0, refine_lr: float | None = None) -> tuple[dict, dict]:
     """(report row, images for the grid) for one episode."""
-    images = predict(ep, model, meta, device, prior, features, sapiens, seed)
+    images = predict(ep, model, meta, device, prior, features, sapiens, seed, refine, refine_lr)
     uv, names = keypoint_projections(ep, images.pop("target_cameras"))
     faces = scorer.target_faces(images["gt"], uv, names)
     faces.face_masks, faces.expr_masks = ep.target_face_masks, ep.target_expr_masks
@@ -189,9 +198,19 @@ def _report(rows: list[dict], grids: list[dict], scorer: Scorer, meta: dict, pro
             "lpips": "alex" if scorer.lpips_net is not None else "unavailable", "_images": grids}
 
 
+def _refine_protocol(refine: int, refine_lr: float | None) -> dict:
+    """The report's record of test-time refinement (absent when off, so older reports compare as they were)."""
+    if refine <= 0:
+        return {}
+    from stages.refine import DEFAULT_LR
+
+    return {"refine_steps": refine, "refine_lr": DEFAULT_LR if refine_lr is None else refine_lr}
+
+
 def evaluate_synthetic(checkpoint: Path | None, seeds: list[int], device: torch.device, lpips: bool = True,
                        track: Track = _no_track, workdir: Path | None = None, akd: bool = True,
-                       csim: bool = True, prior: str = "builtin", scorer: Scorer | None = None) -> dict:
+                       csim: bool = True, prior: str = "builtin", scorer: Scorer | None = None, refine: int = 0,
+                       refine_lr: float | None = None) -> dict:
     """Seed mode (no --data): one synthetic capture per seed, 4 inputs at 4 different expressions and 8 target
     views at 8 further ones. Test identities come from their own seeds, so the model never saw them."""
     from stages.synth import make_synthetic_capture
@@ -206,14 +225,15 @@ def evaluate_synthetic(checkpoint: Path | None, seeds: list[int], device: torch.
                 cap = make_synthetic_capture(Path(tmp) / f"s{seed}", seed, size=model.cfg.image_size)
                 ep = capture_episode(cap)
                 ep.subject = f"synthetic seed {seed}"
-                row, images = score_episode(ep, model, meta, device, scorer, prior, seed=seed)
+                row, images = score_episode(ep, model, meta, device, scorer, prior, seed=seed, refine=refine,
+                                            refine_lr=refine_lr)
                 rows.append(row)
                 grids.append(images)
     finally:
         if own:
             scorer.close()
     protocol = {"data": "synthetic seeds", "seeds": list(seeds), "inputs": 4, "targets_per_subject": 8,
-                "resolution": model.cfg.image_size, "prior": prior}
+                "resolution": model.cfg.image_size, "prior": prior, **_refine_protocol(refine, refine_lr)}
     return _report(rows, grids, scorer, meta, protocol)
 
 
@@ -221,7 +241,8 @@ def evaluate_dataset(checkpoint: Path | None, data: str, device: torch.device, s
                      n_inputs: int = 4, target_timesteps: int = 1, targets_per_timestep: int = 8,
                      max_subjects: int = 0, lpips: bool = True, akd: bool = True, csim: bool = True,
                      prior: str = "builtin", features: str = "none", sapiens: Path | None = None, seed: int = 0,
-                     track: Track = _no_track, scorer: Scorer | None = None) -> dict:
+                     track: Track = _no_track, scorer: Scorer | None = None, refine: int = 0,
+                     refine_lr: float | None = None) -> dict:
     """A dataset's held-out subjects (`--data`: a SPEC section 7 folder, `ava256:PATH`, `nersemble:PATH`)."""
     from stages.datasets import open_dataset
 
@@ -252,7 +273,8 @@ def evaluate_dataset(checkpoint: Path | None, data: str, device: torch.device, s
                 ep = video_episode(ds, name, n_inputs, targets_per_timestep)
             else:
                 ep = dataset_episode(ds, name, g, n_inputs, target_timesteps, targets_per_timestep)
-            row, images = score_episode(ep, model, meta, device, scorer, prior, features, sapiens, seed)
+            row, images = score_episode(ep, model, meta, device, scorer, prior, features, sapiens, seed, refine,
+                                        refine_lr)
             row["inputs"] = ep.inputs.labels
             row["target_views"] = ep.targets.labels
             rows.append(row)
@@ -268,5 +290,5 @@ def evaluate_dataset(checkpoint: Path | None, data: str, device: torch.device, s
     protocol = {"data": str(data), "split": split, **protocol_kind, "inputs": n_inputs,
                 "target_timesteps": target_timesteps,
                 "targets_per_timestep": targets_per_timestep, "resolution": model.cfg.image_size, "prior": prior,
-                "features": features, "seed": seed}
+                "features": features, "seed": seed, **_refine_protocol(refine, refine_lr)}
     return _report(rows, grids, scorer, meta, protocol)
