@@ -25,18 +25,18 @@ from pathlib import Path
 from stages.capture import read_capture
 from stages.capture.input_codes import input_codes
 from stages.model.checkpoint import load_model
+from stages.model.config import ModelConfig
 
 
-def record_codes(capture_dir: Path, checkpoint: str | None) -> str:
+def record_codes(capture_dir: Path, cfg: ModelConfig) -> str:
     """Write the inputs' codes, as `reconstruct` would find them, into the capture's transforms.json."""
-    model, _ = load_model(checkpoint, "cpu")
     notes: list[str] = []
-    codes = input_codes(read_capture(capture_dir), model.cfg, notes.append)
+    codes = input_codes(read_capture(capture_dir), cfg, notes.append)
     path = capture_dir / "transforms.json"
     tf = json.loads(path.read_text())
     for frame, code in zip(tf["frames"], codes.tolist(), strict=True):
         frame["expression"] = [round(float(v), 6) for v in code]
-    tf["expression_space"] = model.cfg.expr_space
+    tf["expression_space"] = cfg.expr_space
     path.write_text(json.dumps(tf, indent=1))
     return "; ".join(notes)
 
@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("--avat3r", default=str(Path(sys.executable).with_name("avat3r")))
     ap.add_argument("--checkpoint", default=None)
     a = ap.parse_args()
+    cfg = load_model(a.checkpoint, "cpu")[0].cfg
     for case in sorted(p for p in a.cases.iterdir() if (p / "src").is_dir() or (p / "capture").is_dir()):
         dst = a.out / case.name
         if dst.exists():
@@ -59,7 +60,7 @@ def main() -> None:
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for sub in ("images", "masks"):
                 shutil.rmtree(dst / "src" / sub, ignore_errors=True)
-        print(f"{case.name}: {record_codes(cap, a.checkpoint)}", flush=True)
+        print(f"{case.name}: {record_codes(cap, cfg)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -48,8 +48,7 @@ def reconstruct(capture_dir: str | Path, checkpoint: str | Path | None = None, d
     avatar = create_avatar(model, meta, cap.images, cap.masks, cap.cameras, priors.pos, priors.conf, feat,
                            codes if cfg.input_codes else None)
     if refine > 0:
-        from stages.refine import DEFAULT_LR, refine_avatar
+        from stages.refine import refine_avatar
 
-        lr = DEFAULT_LR if refine_lr is None else refine_lr
-        avatar = refine_avatar(model, avatar, codes, refine, lr, log=log, track=track)
+        avatar = refine_avatar(model, avatar, codes, refine, refine_lr, log=log, track=track)
     return avatar

@@ -37,12 +37,13 @@ def _plain(items: Iterable[int], description: str, total: int) -> Iterator[int]:
     return iter(items)
 
 
-def refine_avatar(model: Avat3rNet, avatar: Avatar, codes: Tensor, steps: int, lr: float = DEFAULT_LR,
+def refine_avatar(model: Avat3rNet, avatar: Avatar, codes: Tensor, steps: int, lr: float | None = None,
                   log: Callable[[str], None] = lambda msg: None,
                   track: Callable[[Iterable[int], str, int], Iterator[int]] | None = None) -> Avatar:
     """A copy of `avatar` whose tokens were tuned for `steps` Adam steps on L1 (colour over a cycled
     background, plus alpha against the input masks) at the inputs' own cameras; `codes` (V, E) are the inputs'
-    expressions. The network's weights are not changed. `track`, when given, wraps the steps (a progress bar)."""
+    expressions; `lr` None is DEFAULT_LR. The network's weights are not changed. `track`, when given, wraps the
+    steps (a progress bar)."""
     if steps <= 0:
         return avatar
     dev = next(model.parameters()).device
@@ -58,7 +59,7 @@ def refine_avatar(model: Avat3rNet, avatar: Avatar, codes: Tensor, steps: int, l
         state, _ = model.skip_inputs(images[None], avatar.pos[None].to(dev), avatar.conf[None].to(dev),
                                      masks[None], cameras)
     tokens = avatar.tokens.to(dev).clone().requires_grad_(True)
-    opt = torch.optim.Adam([tokens], lr=lr)
+    opt = torch.optim.Adam([tokens], lr=DEFAULT_LR if lr is None else lr)
     codes = codes.to(dev, torch.float32)
     first = last = float("nan")
     try:

@@ -91,11 +91,11 @@ def predict(ep: Episode, model: Avat3rNet, meta: dict, device: torch.device, pri
     avatar = create_avatar(model, meta, inputs.images, inputs.masks, inputs.cameras, pos, conf,
                            feat if cfg.feat_dim > 0 else None, ep.input_codes if cfg.input_codes else None)
     if refine > 0:
-        from stages.refine import DEFAULT_LR, refine_avatar
+        from stages.refine import refine_avatar
 
         codes = input_codes(Capture(Path("."), ep.inputs.images, ep.inputs.masks, ep.inputs.cameras,
                                     ep.input_codes, cfg.expr_space if ep.input_codes is not None else None), cfg)
-        avatar = refine_avatar(model, avatar, codes, refine, DEFAULT_LR if refine_lr is None else refine_lr)
+        avatar = refine_avatar(model, avatar, codes, refine, refine_lr)
     driver = AvatarDriver(avatar, model, fast=False)  # scores in float32 on every device
     # A zero-initialised head with both skips on turns the prior into coloured points: the baseline.
     base_net = Avat3rNet(replace(cfg, pos_skip=True, rgb_skip=True)).to(device).eval()
