@@ -14,7 +14,7 @@ from avat3r_cli.common import (
     command,
     start_run,
 )
-from stages.refine import DEFAULT_LR, DEFAULT_STEPS_CPU, DEFAULT_STEPS_GPU, default_steps
+from stages.refine import DEFAULT_LR, DEFAULT_STEPS
 
 
 @command
@@ -28,11 +28,11 @@ def reconstruct_cmd(
     prior_checkpoint: Annotated[Path | None, typer.Option(help="DUSt3R checkpoint for --backend dust3r.")] = None,
     features: Annotated[str, typer.Option(help="Semantic features: none|sapiens.")] = "none",
     sapiens: Annotated[Path | None, typer.Option(help="Sapiens TorchScript file for --features sapiens.")] = None,
-    refine: Annotated[int | None, typer.Option(
+    refine: Annotated[int, typer.Option(
         min=0, help=f"Test-time refinement: tune the avatar to its own photos for this many steps (0: off, the "
-                    f"network's avatar as it is). Default: {DEFAULT_STEPS_GPU} on a GPU (about 6 s on an H100), "
-                    f"{DEFAULT_STEPS_CPU} on a CPU (4.5-8 s a step on 2 cores). The network is not changed and "
-                    "the avatar file keeps its format.")] = None,
+                    f"network's avatar as it is), {DEFAULT_STEPS} by default on any device: about 6 s on an H100, "
+                    "4.5-8 s a step on 2 CPU cores. The network is not changed and the avatar file keeps its "
+                    "format.")] = DEFAULT_STEPS,
     refine_lr: Annotated[float | None, typer.Option(
         min=0.0, help=f"Adam step size of --refine; default: the measured one ({DEFAULT_LR:g}).")] = None,
     device: DeviceOpt = "auto",
@@ -44,8 +44,6 @@ def reconstruct_cmd(
     from stages.reconstruct import reconstruct
 
     dev, rep = start_run(device, quiet, seed)
-    if refine is None:
-        refine = default_steps(dev)
     stats: dict = {}
     avatar = reconstruct(capture, checkpoint, dev, backend, prior_checkpoint, features, sapiens, log=rep.log,
                          stats=stats, refine=refine, refine_lr=refine_lr, track=rep.track)

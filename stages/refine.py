@@ -22,15 +22,11 @@ from stages.render import render
 
 BACKGROUNDS = ((1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (0.5, 0.5, 0.5))  # cycled: colour and alpha both pay
 DEFAULT_LR = 2e-2  # chosen on 2 of the real cases at 20 steps; held at 80 (benchmarks/RESULTS.md, refinement)
-# `reconstruct`'s default steps: 20-160 were scored (RESULTS); 80 is best or level on every set, 40 keeps most of
-# it (ood 24.64 of 24.90 dB) at half the time where a step costs seconds (4.5-8 s on 2 CPU cores, 17 ms on an H100)
-DEFAULT_STEPS_GPU = 80
-DEFAULT_STEPS_CPU = 40
-
-
-def default_steps(device: torch.device | str) -> int:
-    """How many refinement steps `reconstruct` takes unless told: fewer on a CPU, where each costs seconds."""
-    return DEFAULT_STEPS_CPU if torch.device(device).type == "cpu" else DEFAULT_STEPS_GPU
+# `reconstruct`'s default steps, the same on every device so that a capture gives one avatar wherever it is made:
+# 20-160 were scored on an H100 (RESULTS); 80 is best or level on every set and clears ood's +3 dB over the
+# nearest input in each category (40 leaves near at +2.77). A step costs 17 ms on an H100, 4.5-8 s on 2 CPU
+# cores (6-11 minutes for 80; pass a smaller --refine where that is too long).
+DEFAULT_STEPS = 80
 
 
 def _plain(items: Iterable[int], description: str, total: int) -> Iterator[int]:
