@@ -29,6 +29,12 @@ DEFAULT_LR = 2e-2  # chosen on 2 of the real cases at 20 steps; held at 80 (benc
 DEFAULT_STEPS = 80
 
 
+def step_size(lr: float | None) -> float:
+    """The Adam step size refinement uses: `lr`, or DEFAULT_LR when None (one fallback for refining and for
+    recording what was refined)."""
+    return DEFAULT_LR if lr is None else lr
+
+
 def _plain(items: Iterable[int], description: str, total: int) -> Iterator[int]:
     return iter(items)
 
@@ -55,7 +61,7 @@ def refine_avatar(model: Avat3rNet, avatar: Avatar, codes: Tensor, steps: int, l
         state, _ = model.skip_inputs(images[None], avatar.pos[None].to(dev), avatar.conf[None].to(dev),
                                      masks[None], cameras)
     tokens = avatar.tokens.to(dev).clone().requires_grad_(True)
-    opt = torch.optim.Adam([tokens], lr=DEFAULT_LR if lr is None else lr)
+    opt = torch.optim.Adam([tokens], lr=step_size(lr))
     codes = codes.to(dev, torch.float32)
     first = last = float("nan")
     try:

@@ -202,9 +202,9 @@ def _refine_protocol(refine: int, refine_lr: float | None) -> dict:
     """The report's record of test-time refinement (absent when off, so older reports compare as they were)."""
     if refine <= 0:
         return {}
-    from stages.refine import DEFAULT_LR
+    from stages.refine import step_size
 
-    return {"refine_steps": refine, "refine_lr": DEFAULT_LR if refine_lr is None else refine_lr}
+    return {"refine_steps": refine, "refine_lr": step_size(refine_lr)}
 
 
 def evaluate_synthetic(checkpoint: Path | None, seeds: list[int], device: torch.device, lpips: bool = True,
