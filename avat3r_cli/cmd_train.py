@@ -78,6 +78,14 @@ def _train(out: Path, data: list[str] | None, set_: list[str] | None, init: Path
         from stages.train.video_data import MIRROR_FACEMESH
 
         raise BadInput(MIRROR_FACEMESH)
+    if options["expr_contrast"] < 0:
+        raise BadInput(f"--expr-contrast {options['expr_contrast']}: expected 0 (off) or more")
+    if options["expr_contrast"] > 0 and not (options["source"] == "pool" and any(s == "synth" for s, _ in mix)):
+        raise BadInput("--expr-contrast needs the synthetic pool (--data synth, --source pool): only it renders "
+                       "one view at two expressions")
+    if options["expr_contrast"] > 0 and (options["n_supervision"] < 2 or options["n_supervision"] % 2):
+        raise BadInput(f"--expr-contrast needs an even number of supervision views (--n-supervision "
+                       f"{options['n_supervision']}): half of them are seen again at a second expression")
     if options["depth_spread_weight"] < 0:
         raise BadInput(f"--depth-spread-weight {options['depth_spread_weight']}: expected 0 (off) or more")
     if options["fresh_lr"] <= 0:

@@ -10,6 +10,8 @@
 # Each ARMS item is NAME:FLAGS (comma-separated), added to $MIX, the flags every arm shares. With BENCH_SETS
 # (space-separated model options) the call first times the base preset's driving path with and without them
 # (benchmarks/bench_model.py on the GPU, the example capture reconstructed with $INIT) into bench_model.md.
+# EXPR=1 runs benchmarks/eval_expression.py on each arm right after it (expr_NAME.md / .json); KEEP=1 leaves a
+# copy of each arm's checkpoint in .ckpt/NAME, which a later call on the same warm machine can score.
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
@@ -25,6 +27,11 @@ for arm in $ARMS; do
   RUNS="$name:$MIX,${arm#*:}" LIMIT=${LIMIT:-230} STEPS=${STEPS:-900} INIT=${INIT:?} LIFETIME=${LIFETIME:-2000} \
     SKIP_SCORE=1 RUNS_DIR="runs_$name" OUT="$OUT" bash benchmarks/gpu_generalise.sh 2>&1 | grep -v "No such file"
   mv "$OUT/runs.tgz" "$OUT/runs_$name.tgz"
+  if [ -n "${EXPR:-}" ]; then  # the expression benchmark at once, without refinement (about a minute)
+    python3 benchmarks/eval_expression.py --checkpoint "$OUT/ckpt_$name" --seeds 1000-1007 --device cuda \
+      --json "$OUT/expr_$name.json" 2>&1 | tail -3 | tee "$OUT/expr_$name.md"
+  fi
+  [ -n "${KEEP:-}" ] && mkdir -p .ckpt && rm -rf ".ckpt/$name" && cp -r "$OUT/ckpt_$name" ".ckpt/$name"  # for a later call
   tar cf "$OUT/ckpt_$name.tar" -C "$OUT" "ckpt_$name" && rm -rf "${OUT:?}/ckpt_$name"
   # a file over 16 MiB does not come back (a base checkpoint with decoder_self_layers=1 is 17.5 MB): parts of
   # 12 MiB instead; here, `cat ckpt_NAME.tar.part_* > ckpt_NAME.tar` joins them

@@ -40,6 +40,10 @@ class TrainConfig:
     ssim_weight: float = opt(0.2, "Weight of 1 − SSIM.")
     alpha_weight: float = opt(0.2, "Weight of rendered alpha vs the target mask (keeps the silhouette tight).")
     expr_weight: float = opt(0.5, "Extra L1 on expression-changing pixels (synthetic).")
+    expr_contrast: float = opt(0.0, "Weight of the expression contrast (synthetic pool): half the supervision "
+                                    "views are seen again at a second expression, and the change between the "
+                                    "two renders is held to the ground truth's change (L1 over the changing "
+                                    "pixels plus over the whole image, so nothing else may move; 0: off).")
     lpips_weight: float = opt(0.01, "Weight of LPIPS once --lpips-after is reached.")
     lpips_after: int = opt(-1, "Add LPIPS to the loss from this step (-1: never).")
     prior: str = opt("builtin", "Positional prior in training: builtin (as at test time) or gt (ground-truth "

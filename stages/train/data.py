@@ -41,6 +41,9 @@ class Batch:
     shift_tolerant: Tensor | None = None
     # (B, V, E) each input view's own expression (every source knows it); read by networks with `input_codes`
     input_codes: Tensor | None = None
+    # (B,) True for examples whose T targets are T/2 views at the target code, then the same views at a second
+    # code (`--expr-contrast`): the change between the halves is supervised as well as each image
+    contrast: Tensor | None = None
 
 
 def expression_region(rgb: Tensor, alpha: Tensor, t_target: int, threshold: float = 0.06) -> Tensor:
@@ -151,7 +154,8 @@ class SynthPool:
     def __init__(self, size: int, n_inputs: int, n_supervision: int, seed: int, slots: int = 32,
                  timesteps: int = 8, cameras: int = 16, lifetime: int = 400, consistent_inputs: bool = False,
                  prior: str = "builtin", configs: int = 6, recipe: Recipe | None = None,
-                 recipe_share: float = 1.0, input_view_targets: int = 0, narrow_share: float = 0.0):
+                 recipe_share: float = 1.0, input_view_targets: int = 0, narrow_share: float = 0.0,
+                 contrast: bool = False):
         if cameras < n_inputs + n_supervision:
             raise ValueError("the studio needs at least n_inputs + n_supervision cameras")
         self.size, self.n_inputs, self.n_supervision, self.seed = size, n_inputs, n_supervision, seed
@@ -159,6 +163,7 @@ class SynthPool:
         self.consistent, self.prior, self.configs = consistent_inputs, prior, configs
         self.recipe, self.recipe_share = recipe or Recipe(), recipe_share
         self.input_view_targets, self.narrow_share = input_view_targets, narrow_share
+        self.contrast = contrast and timesteps > 1 and n_supervision > 1
         self._cache: dict[int, tuple[int, dict]] = {}
         self.built = 0
 
@@ -252,20 +257,37 @@ class SynthPool:
         targets = [rest[i] for i in torch.randperm(len(rest), generator=g)[: self.n_supervision].tolist()]
         targets = with_input_views(targets, list(cfg["views"]), self.input_view_targets, g)
         ti, vi, t = torch.tensor(cfg["t_in"]), torch.tensor(cfg["views"]), cfg["t_target"]
-        target_rgb = s["rgb"][t, targets].float()
+        steps = [t] * len(targets)
+
+        def region(views: list[int], u: int) -> Tensor:
+            return expression_region(s["rgb"][:, views], s["alpha"][:, views], u)
+
+        if self.contrast:  # the first half of the views again at a second expression: [e1 views | e2 views]
+            others = [u for u in range(self.timesteps) if u != t]
+            t2 = others[int(torch.randint(0, len(others), (1,), generator=g))]
+            half = targets[: len(targets) // 2]
+            targets, steps = half + half, [t] * len(half) + [t2] * len(half)
+            expr_mask = torch.cat([region(half, t), region(half, t2)])
+        else:
+            expr_mask = region(targets, t)
+        st, vt = torch.tensor(steps), torch.tensor(targets)
+        target_rgb = s["rgb"][st, vt].float()
         if "colour" in cfg:  # the capture's colour response, shared by its inputs and targets
             from stages.train.photometric import apply_colour
 
             target_rgb = apply_colour(target_rgb, cfg["colour"])
-        return {
+        example = {
             "input_rgb": cfg["images"].float() if "images" in cfg else s["rgb"][ti, vi].float(),
             "input_alpha": cfg["masks"].float() if "masks" in cfg else s["alpha"][ti, vi].float(),
             "input_cameras": cfg.get("cameras", cams[cfg["views"]]), "input_expr": s["expr"][ti],
             "prior_pos": cfg["pos"].float(), "prior_conf": cfg["conf"].float(),
-            "target_rgb": target_rgb, "target_alpha": s["alpha"][t, targets].float(),
+            "target_rgb": target_rgb, "target_alpha": s["alpha"][st, vt].float(),
             "target_cameras": cams[targets], "target_expr": s["expr"][t],
-            "target_expr_mask": expression_region(s["rgb"][:, targets], s["alpha"][:, targets], t),
+            "target_expr_mask": expr_mask,
         }
+        if self.contrast:
+            example["target_codes"], example["contrast"] = s["expr"][st], True
+        return example
 
 
 def _switch_generator(sid: int, switch: str, config: int = -1) -> torch.Generator:
@@ -425,6 +447,8 @@ def collate(examples: list[dict], prior: str, generator: torch.Generator | None 
         target_codes=_per_target_codes(examples),
         shift_tolerant=(torch.tensor([bool(ex.get("shift_tolerant")) for ex in examples], device=poss[0].device)
                         if any(ex.get("shift_tolerant") for ex in examples) else None),
+        contrast=(torch.tensor([bool(ex.get("contrast")) for ex in examples], device=poss[0].device)
+                  if any(ex.get("contrast") for ex in examples) else None),
         input_codes=(torch.stack([torch.as_tensor(ex["input_expr"]).float() for ex in examples]).to(poss[0].device)
                      if all("input_expr" in ex for ex in examples) else None),
     )

@@ -54,17 +54,21 @@ def param_groups(model: Avat3rNet, fresh_lr: float) -> list[dict]:
 
 def decode_plan(codes: Tensor) -> tuple[list[tuple[int, int]], list[list[int]]]:
     """For per-target codes (B, T, E): the (avatar, target) whose code each decoded entry uses, and the entry
-    of each (b, t). An avatar whose targets all share one code (synthetic studio data) is decoded once, one
-    whose codes differ (video frames) once per target, so mixing video into a batch does not multiply the
-    decoding and rendering of the synthetic examples by T."""
-    B, T = codes.shape[:2]
-    varies = (codes != codes[:, :1]).flatten(1).any(1).tolist()
+    of each (b, t). Each avatar is decoded once per distinct code among its targets: once for synthetic studio
+    data (one code), twice for an expression-contrast example, once per target for video frames, so mixing
+    them in a batch does not multiply the decoding and rendering of the others by T."""
+    rows = codes.detach().cpu().tolist()
     picks: list[tuple[int, int]] = []
     entry: list[list[int]] = []
-    for b in range(B):
-        ts = range(T) if varies[b] else range(1)
-        entry.append([len(picks) + (t if varies[b] else 0) for t in range(T)])
-        picks += [(b, t) for t in ts]
+    for b, targets in enumerate(rows):
+        seen: dict[tuple, int] = {}
+        entry.append([])
+        for t, code in enumerate(targets):
+            key = tuple(code)
+            if key not in seen:
+                seen[key] = len(picks)
+                picks.append((b, t))
+            entry[b].append(seen[key])
     return picks, entry
 
 
@@ -96,9 +100,14 @@ def render_targets(maps: GaussianMaps, entry: list[list[int]], batch: Batch, bac
             rgbs.append(out.rgb)
             alphas.append(out.alpha[..., 0])
             continue
-        outs = [render(maps.gaussians(entry[b][t]), cams[t], background=backgrounds[b]) for t in range(T)]
-        rgbs.append(torch.cat([o.rgb for o in outs]))
-        alphas.append(torch.cat([o.alpha[..., 0] for o in outs]))
+        rgb, alpha = [None] * T, [None] * T
+        for e in dict.fromkeys(entry[b]):  # one render call per decoded expression, over the targets it has
+            ts = [t for t in range(T) if entry[b][t] == e]
+            out = render(maps.gaussians(e), cams[ts], background=backgrounds[b])
+            for i, t in enumerate(ts):
+                rgb[t], alpha[t] = out.rgb[i], out.alpha[i, ..., 0]
+        rgbs.append(torch.stack(rgb))
+        alphas.append(torch.stack(alpha))
     return torch.stack(rgbs), torch.stack(alphas)
 
 
@@ -115,6 +124,25 @@ def depth_spread_term(maps: GaussianMaps, entry: list[list[int]], batch: Batch, 
             total = total + (spread.float() * inside).sum() * 100.0
             count = count + inside.sum()
     return total / count.clamp(min=1.0)
+
+
+def contrast_term(pred: Tensor, target: Tensor, batch: Batch) -> Tensor:
+    """How far the rendered change between an expression-contrast example's two codes is from the ground truth's
+    change, per view: an L1 over the pixels that change with the expression (the two halves' regions) plus an
+    L1 over the whole image, which holds still everything the codes do not move (hair, silhouette, neck). The
+    per-image losses forgive a model whose change is blurred away; this term sees only the change.
+    pred, target: (B*T, 3, H, W) composited over the same background per avatar."""
+    B, T = batch.target_rgb.shape[:2]
+    h = T // 2
+    sel = batch.contrast
+    p, t = pred.view(B, T, *pred.shape[1:])[sel], target.view(B, T, *target.shape[1:])[sel]
+    err = ((p[:, :h] - p[:, h:2 * h]) - (t[:, :h] - t[:, h:2 * h])).abs()
+    whole = err.mean()
+    if batch.target_expr_mask is None:
+        return whole
+    m = batch.target_expr_mask[sel].float()
+    region = torch.maximum(m[:, :h], m[:, h:2 * h])[:, :, None]
+    return whole + (err * region).sum() / (3 * region.sum()).clamp(min=1.0)
 
 
 def loss_terms(pred_rgb: Tensor, pred_alpha: Tensor, batch: Batch, backgrounds: Tensor, cfg: TrainConfig,
@@ -150,6 +178,10 @@ def loss_terms(pred_rgb: Tensor, pred_alpha: Tensor, batch: Batch, backgrounds: 
         with torch.no_grad():
             mse = region_mean((p.clamp(0, 1) - t) ** 2)
         logs["l1_expr"], logs["psnr_expr"] = l1_expr.item(), float(-10 * torch.log10(mse.clamp(min=1e-10)))
+    if batch.contrast is not None and cfg.expr_contrast > 0:
+        lc = contrast_term(p, t, batch)
+        loss = loss + cfg.expr_contrast * lc
+        logs["contrast_l1"] = lc.item()
     if lpips_net is not None and 0 <= cfg.lpips_after <= step:
         lp = lpips_net(p.clamp(0, 1), t).mean()
         loss = loss + cfg.lpips_weight * lp
@@ -179,7 +211,7 @@ def make_source(cfg: TrainConfig, size: int, mix: list[tuple[str, float]], recip
             return SynthPool(size, cfg.n_inputs, cfg.n_supervision, cfg.seed, cfg.pool_slots, cfg.pool_timesteps,
                              cfg.pool_cameras, cfg.pool_lifetime, cfg.consistent_inputs, cfg.prior,
                              cfg.pool_configs, recipe, cfg.recipe_share, cfg.input_view_targets,
-                             cfg.narrow_inputs)
+                             cfg.narrow_inputs, contrast=cfg.expr_contrast > 0)
         return SynthSource(size, cfg.n_inputs, cfg.n_supervision, cfg.n_cameras, cfg.seed, cfg.consistent_inputs)
 
     on_disk = all(spec != "synth" for spec, _ in mix)
