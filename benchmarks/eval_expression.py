@@ -7,7 +7,11 @@ avatar is rendered with the true code e and with the neutral code. Reported per 
 
 - `psnr_region(true)` vs `psnr_region(neutral)`: a model that uses the code scores higher with the true one;
 - `response`: the cosine between the model's change (render(e) − render(neutral)) and the ground truth's
-  change (GT(e) − GT(neutral)) over the region; 0 means the code does nothing, 1 a perfect direction.
+  change (GT(e) − GT(neutral)) over the region; 0 means the code does nothing, 1 a perfect direction;
+- `gain`: the norm of the model's change over the ground truth's, in the region;
+- `outside`: the share of the model's change (its squared norm over the whole image) that falls outside the
+  region, where the code should move nothing (hair, silhouette, neck): 0 for a change only where it belongs;
+  the ground truth's own share (changes below the region's threshold) is printed beside it.
 
     python benchmarks/eval_expression.py [--checkpoint C ...] [--seeds 1000-1007] [--json out.json] [--photo-detail]
                                          [--refine STEPS]
@@ -43,6 +47,31 @@ def _render(g, cam, black: torch.Tensor, photos: InputPhotos | None) -> torch.Te
     return rgb.clamp(0, 1)
 
 
+def change_sums(p_e: torch.Tensor, p_0: torch.Tensor, gt_e: torch.Tensor, gt_0: torch.Tensor,
+                region: torch.Tensor) -> dict:
+    """The sums one view adds to a subject's scores: renders at the true code (p_e) and at neutral (p_0), the
+    ground truth at both, (H, W, 1) region where the expression changes the ground truth. `pred_sq_all` is the
+    model's change over the whole image: what of it falls outside the region moves what the code should not."""
+    d_pred, d_gt = (p_e - p_0) * region, (gt_e - gt_0) * region
+    return {"se_true": float((((p_e - gt_e) ** 2) * region).sum()),
+            "se_neutral": float((((p_0 - gt_e) ** 2) * region).sum()), "n": float(region.sum() * 3),
+            "dot": float((d_pred * d_gt).sum()), "pred_sq": float((d_pred**2).sum()),
+            "gt_sq": float((d_gt**2).sum()), "pred_sq_all": float(((p_e - p_0) ** 2).sum()),
+            "gt_sq_all": float(((gt_e - gt_0) ** 2).sum())}
+
+
+def summarise(sums: dict) -> dict:
+    """response (cosine of the model's change with the truth's, inside the region), gain (their norms' ratio),
+    outside (the share of the model's change that falls outside the region), region PSNRs."""
+    n = max(sums["n"], 1.0)
+    return {"psnr_region_true": -10 * np.log10(max(sums["se_true"] / n, 1e-10)),
+            "psnr_region_neutral": -10 * np.log10(max(sums["se_neutral"] / n, 1e-10)),
+            "response": sums["dot"] / max(np.sqrt(sums["pred_sq"] * sums["gt_sq"]), 1e-12),
+            "gain": np.sqrt(sums["pred_sq"] / max(sums["gt_sq"], 1e-12)),
+            "outside": 1.0 - sums["pred_sq"] / max(sums["pred_sq_all"], 1e-12),
+            "truth_outside": 1.0 - sums["gt_sq"] / max(sums["gt_sq_all"], 1e-12)}
+
+
 def score_subject(seed: int, checkpoint: Path | None, model, device: torch.device, workdir: Path,
                   photo: bool = False, refine: int = 0) -> dict:
     cap = make_synthetic_capture(workdir / f"s{seed}", seed, size=model.cfg.image_size, device=device)
@@ -54,7 +83,7 @@ def score_subject(seed: int, checkpoint: Path | None, model, device: torch.devic
     neutral = np.zeros(targets.expressions.shape[1], np.float32)
     g_neutral = driver.gaussians(neutral)
     photos = InputPhotos.of(driver.avatar, device) if photo else None
-    sums = {"se_true": 0.0, "se_neutral": 0.0, "n": 0.0, "dot": 0.0, "pred_sq": 0.0, "gt_sq": 0.0}
+    sums = dict.fromkeys(("se_true", "se_neutral", "n", "dot", "pred_sq", "gt_sq", "pred_sq_all", "gt_sq_all"), 0.0)
     whole = {"psnr": [], "ssim": []}
     for i in range(len(targets)):
         cam = targets.cameras[i].to(device)
@@ -71,20 +100,11 @@ def score_subject(seed: int, checkpoint: Path | None, model, device: torch.devic
         a, b = p_e.permute(2, 0, 1)[None], gt_e.permute(2, 0, 1)[None]
         whole["psnr"].append(float(psnr(a, b).mean()))
         whole["ssim"].append(float(ssim(a, b).mean()))
-        sums["se_true"] += float((((p_e - gt_e) ** 2) * region).sum())
-        sums["se_neutral"] += float((((p_0 - gt_e) ** 2) * region).sum())
-        sums["n"] += float(region.sum() * 3)
-        d_pred, d_gt = (p_e - p_0) * region, (gt_e - gt_0) * region
-        sums["dot"] += float((d_pred * d_gt).sum())
-        sums["pred_sq"] += float((d_pred**2).sum())
-        sums["gt_sq"] += float((d_gt**2).sum())
-    n = max(sums["n"], 1.0)
+        for k, v in change_sums(p_e, p_0, gt_e, gt_0, region).items():
+            sums[k] += v
     return {"seed": seed, "psnr": float(np.mean(whole["psnr"])), "ssim": float(np.mean(whole["ssim"])),
-            "region_fraction": n / (3 * len(targets) * model.cfg.image_size**2),
-            "psnr_region_true": -10 * np.log10(max(sums["se_true"] / n, 1e-10)),
-            "psnr_region_neutral": -10 * np.log10(max(sums["se_neutral"] / n, 1e-10)),
-            "response": sums["dot"] / max(np.sqrt(sums["pred_sq"] * sums["gt_sq"]), 1e-12),
-            "gain": np.sqrt(sums["pred_sq"] / max(sums["gt_sq"], 1e-12))}
+            "region_fraction": max(sums["n"], 1.0) / (3 * len(targets) * model.cfg.image_size**2),
+            **summarise(sums)}
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -106,8 +126,8 @@ def main() -> None:
     dev = torch.device(args.device)
     report = {}
     print("| checkpoint | PSNR | SSIM | PSNR region, true code | PSNR region, neutral code | response | gain | "
-          "region % |")
-    print("|---|---|---|---|---|---|---|---|")
+          "region % | change outside the region %: avatar / truth |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for ckpt in args.checkpoint:
         path = Path(ckpt) if ckpt else None
         model, meta = load_model(path, dev)
@@ -119,7 +139,8 @@ def main() -> None:
         m = mean
         print(f"| {ckpt or 'shipped'} | {m['psnr']:.2f} | {m['ssim']:.3f} | {m['psnr_region_true']:.2f} | "
               f"{m['psnr_region_neutral']:.2f} | {m['response']:.3f} | {m['gain']:.2f} | "
-              f"{100 * m['region_fraction']:.1f} |", flush=True)
+              f"{100 * m['region_fraction']:.1f} | {100 * m['outside']:.0f} / {100 * m['truth_outside']:.0f} |",
+              flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
 
