@@ -72,8 +72,11 @@ def summarise(sums: dict) -> dict:
             "truth_outside": 1.0 - sums["gt_sq"] / max(sums["gt_sq_all"], 1e-12)}
 
 
-def score_subject(seed: int, checkpoint: Path | None, model, device: torch.device, workdir: Path,
-                  photo: bool = False, refine: int = 0) -> dict:
+def view_renders(seed: int, checkpoint: Path | None, model, device: torch.device, workdir: Path,  # noqa: ANN001
+                 photo: bool = False, refine: int = 0, every: int = 1):
+    """Per target view (every `every`-th) of held-out subject `seed`: the avatar at the true code and at neutral,
+    the ground truth at both (premultiplied, over black) and the (H, W, 1) region where the expression changes
+    the ground truth. What this file scores and benchmarks/expression_changes.py draws."""
     cap = make_synthetic_capture(workdir / f"s{seed}", seed, size=model.cfg.image_size, device=device)
     identity = sample_identity(np.random.default_rng(int(seed)))  # the first draw, as make_synthetic_capture
     targets = read_capture(cap / "targets")
@@ -83,9 +86,7 @@ def score_subject(seed: int, checkpoint: Path | None, model, device: torch.devic
     neutral = np.zeros(targets.expressions.shape[1], np.float32)
     g_neutral = driver.gaussians(neutral)
     photos = InputPhotos.of(driver.avatar, device) if photo else None
-    sums = dict.fromkeys(("se_true", "se_neutral", "n", "dot", "pred_sq", "gt_sq", "pred_sq_all", "gt_sq_all"), 0.0)
-    whole = {"psnr": [], "ssim": []}
-    for i in range(len(targets)):
+    for i in range(0, len(targets), every):
         cam = targets.cameras[i].to(device)
         code = targets.expressions[i].numpy()
         out_e = render_head(identity, code, cam, device=device, depth=False)
@@ -97,13 +98,21 @@ def score_subject(seed: int, checkpoint: Path | None, model, device: torch.devic
         with torch.no_grad():
             p_e = _render(driver.gaussians(code), cam, black, photos)
             p_0 = _render(g_neutral, cam, black, photos)
+        yield p_e, p_0, gt_e, gt_0, region
+
+
+def score_subject(seed: int, checkpoint: Path | None, model, device: torch.device, workdir: Path,
+                  photo: bool = False, refine: int = 0) -> dict:
+    sums: dict[str, float] = {}
+    whole = {"psnr": [], "ssim": []}
+    for p_e, p_0, gt_e, gt_0, region in view_renders(seed, checkpoint, model, device, workdir, photo, refine):
         a, b = p_e.permute(2, 0, 1)[None], gt_e.permute(2, 0, 1)[None]
         whole["psnr"].append(float(psnr(a, b).mean()))
         whole["ssim"].append(float(ssim(a, b).mean()))
         for k, v in change_sums(p_e, p_0, gt_e, gt_0, region).items():
-            sums[k] += v
+            sums[k] = sums.get(k, 0.0) + v
     return {"seed": seed, "psnr": float(np.mean(whole["psnr"])), "ssim": float(np.mean(whole["ssim"])),
-            "region_fraction": max(sums["n"], 1.0) / (3 * len(targets) * model.cfg.image_size**2),
+            "region_fraction": max(sums["n"], 1.0) / (3 * len(whole["psnr"]) * model.cfg.image_size**2),
             **summarise(sums)}
 
 

@@ -15,34 +15,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from eval_expression import _premultiplied, _render, parse_seeds
+from eval_expression import parse_seeds, view_renders
 
-from stages.avatar import AvatarDriver
-from stages.capture import read_capture
 from stages.model.checkpoint import load_model
-from stages.reconstruct import reconstruct
-from stages.synth import make_synthetic_capture, render_head, sample_identity
 
 
 def subject_rows(seed: int, checkpoint: Path | None, model, device: torch.device, workdir: Path,  # noqa: ANN001
                  every: int) -> list[torch.Tensor]:
-    cap = make_synthetic_capture(workdir / f"s{seed}", seed, size=model.cfg.image_size, device=device)
-    identity = sample_identity(np.random.default_rng(int(seed)))  # the first draw, as make_synthetic_capture
-    targets = read_capture(cap / "targets")
-    driver = AvatarDriver(reconstruct(cap, checkpoint, device, refine=0), model, fast=False)
-    neutral = np.zeros(targets.expressions.shape[1], np.float32)
-    g_neutral, black = driver.gaussians(neutral), torch.zeros(3, device=device)
-    rows = []
-    for i in range(0, len(targets), every):
-        cam, code = targets.cameras[i].to(device), targets.expressions[i].numpy()
-        gt_e = _premultiplied(render_head(identity, code, cam, device=device, depth=False))
-        gt_0 = _premultiplied(render_head(identity, neutral, cam, device=device, depth=False))
-        with torch.no_grad():
-            p_e = _render(driver.gaussians(code), cam, black, None)
-            p_0 = _render(g_neutral, cam, black, None)
-        rows.append(torch.cat([gt_e, p_e, (0.5 + 2 * (gt_e - gt_0)).clamp(0, 1),
-                               (0.5 + 2 * (p_e - p_0)).clamp(0, 1)], 1).cpu())
-    return rows
+    def grey(change: torch.Tensor) -> torch.Tensor:
+        return (0.5 + 2 * change).clamp(0, 1)
+
+    return [torch.cat([gt_e, p_e, grey(gt_e - gt_0), grey(p_e - p_0)], 1).cpu()
+            for p_e, p_0, gt_e, gt_0, _ in view_renders(seed, checkpoint, model, device, workdir, every=every)]
 
 
 def main() -> None:

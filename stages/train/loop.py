@@ -95,11 +95,6 @@ def render_targets(maps: GaussianMaps, entry: list[list[int]], batch: Batch, bac
     rgbs, alphas = [], []
     for b in range(B):
         cams = batch.target_cameras[b * T:(b + 1) * T]
-        if len(set(entry[b])) == 1:  # one avatar for all its targets: one render call
-            out = render(maps.gaussians(entry[b][0]), cams, background=backgrounds[b])
-            rgbs.append(out.rgb)
-            alphas.append(out.alpha[..., 0])
-            continue
         rgb, alpha = [None] * T, [None] * T
         for e in dict.fromkeys(entry[b]):  # one render call per decoded expression, over the targets it has
             ts = [t for t in range(T) if entry[b][t] == e]
