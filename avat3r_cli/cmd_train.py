@@ -86,6 +86,9 @@ def _train(out: Path, data: list[str] | None, set_: list[str] | None, init: Path
     if options["expr_contrast"] > 0 and (options["n_supervision"] < 2 or options["n_supervision"] % 2):
         raise BadInput(f"--expr-contrast needs an even number of supervision views (--n-supervision "
                        f"{options['n_supervision']}): half of them are seen again at a second expression")
+    if options["expr_contrast"] > 0 and options["pool_timesteps"] < 2:
+        raise BadInput(f"--expr-contrast needs at least two expressions per pooled subject (--pool-timesteps "
+                       f"{options['pool_timesteps']}): the change between two of them is what it supervises")
     if options["depth_spread_weight"] < 0:
         raise BadInput(f"--depth-spread-weight {options['depth_spread_weight']}: expected 0 (off) or more")
     if options["fresh_lr"] <= 0:

@@ -10,18 +10,12 @@ set -u
 CKPT=$(realpath "${1:?a checkpoint}"); WORK=${2:?a work folder}; PREP=$(realpath "${PREP:-.gpucases}")
 mkdir -p "$WORK"; WORK=$(realpath "$WORK")
 AV=$(command -v avat3r || echo "$PWD/.venv/bin/avat3r")
-cat >"$WORK/av.sh" <<EOS
-#!/usr/bin/env bash
-if [ "\$1" = prepare ]; then cp -r "\$CASES/\$(basename "\$(dirname "\$4")")/capture" "\$4"; exit 0; fi
-if [ "\$1" = reconstruct ]; then exec "$AV" "\$@" --refine "${STEPS:-0}"; fi
-exec "$AV" "\$@"
-EOS
-chmod +x "$WORK/av.sh"
+CLI=$(realpath benchmarks/prepared_cli.sh)  # prepare copies the prepared capture; reconstruct refines $STEPS
 python benchmarks/eval_expression.py --checkpoint "$CKPT" --seeds 1000-1007 --device cpu --refine "${STEPS:-0}" \
   --json "$WORK/expr.json" >"$WORK/expr.md" 2>&1
 for set in dev real ood; do
-  CASES="$PREP/$set" python "$PREP/${set}_score.py" --cases "$PREP/$set" --work "$WORK/$set" --avat3r "$WORK/av.sh" \
-    --checkpoint "$CKPT" >"$WORK/$set.log" 2>&1
+  CASES="$PREP/$set" STEPS=${STEPS:-0} AVAT3R=$AV python "$PREP/${set}_score.py" --cases "$PREP/$set" \
+    --work "$WORK/$set" --avat3r "$CLI" --checkpoint "$CKPT" >"$WORK/$set.log" 2>&1
 done
 refine=(); [ "${STEPS:-0}" != 0 ] && refine=(--refine "$STEPS")
 "$AV" evaluate --checkpoint "$CKPT" --subjects 8 --device cpu --out "$WORK/synth" --quiet "${refine[@]}" \

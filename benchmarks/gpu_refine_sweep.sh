@@ -20,13 +20,7 @@ CKPT=$(realpath "${CKPT:?a checkpoint folder}")
 RES=/tmp/results
 mkdir -p "$RES"
 nvidia-smi --query-gpu=name,memory.total --format=csv >"$OUT/gpus.csv" 2>&1
-cat >/tmp/av.sh <<'EOF'
-#!/usr/bin/env bash
-# the CLI as the scorer calls it, but prepare copies the capture prepared on the CPU
-if [ "$1" = prepare ]; then cap=$4; cp -r "$CASES/$(basename "$(dirname "$cap")")/capture" "$cap"; exit 0; fi
-if [ "$1" = reconstruct ]; then exec python3 -m avat3r_cli.app "$@" --refine "$STEPS" ${LR:+--refine-lr "$LR"}; fi
-exec python3 -m avat3r_cli.app "$@"
-EOF
+cp benchmarks/prepared_cli.sh /tmp/av.sh  # the CLI whose prepare copies the capture prepared on the CPU
 chmod +x /tmp/av.sh
 if [ -n "${TIME_CAPTURE:-}" ]; then  # the GPU's cost of refinement: reconstruct alone, one after another
   for steps in 0 20 80 0; do

@@ -115,7 +115,9 @@ def test_cli_trains_with_it_and_refuses_what_cannot_carry_it(tmp_path):
     assert r.exit_code == 2 and "an even number of supervision views" in r.output
     r = train_tiny(tmp_path / "fresh", "--expr-contrast", "1", "--source", "fresh")
     assert r.exit_code == 2 and "needs the synthetic pool" in r.output
-    assert not any((tmp_path / n).exists() for n in ("bad", "odd", "fresh"))
+    r = train_tiny(tmp_path / "one", "--expr-contrast", "1", "--pool-timesteps", "1")
+    assert r.exit_code == 2 and "at least two expressions per pooled subject" in r.output
+    assert not any((tmp_path / n).exists() for n in ("bad", "odd", "fresh", "one"))
     r = train_tiny(tmp_path / "run", "--expr-contrast", "1", "--quiet")
     assert r.exit_code == 0, r.output
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

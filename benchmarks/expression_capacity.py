@@ -1,0 +1,131 @@
+"""Can the network express one subject's expressions at all? A capacity diagnostic for issue 17, not a test
+figure: one synthetic subject's avatar is fitted to its own ground truth at many (camera, expression) pairs,
+then scored with the expression benchmark's figures (benchmarks/eval_expression.py) at the target views and
+codes, which the fit never sees.
+
+If the fit reaches a high response and gain, what the network lacks is the training signal, not the means; if
+it does not, the decoder's expression path is the limit. `--mode tokens` tunes the avatar's cached tokens (as
+`reconstruct --refine` does); `--mode decoder` tunes the tokens and every weight after them.
+
+    python benchmarks/expression_capacity.py --checkpoint C --seed 3000 --mode decoder --steps 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from eval_expression import _premultiplied, change_sums, summarise
+
+from stages.avatar import Avatar, AvatarDriver
+from stages.capture import read_capture
+from stages.model.checkpoint import load_model
+from stages.reconstruct import reconstruct
+from stages.render import render
+from stages.synth import make_synthetic_capture, render_head, sample_identity
+from stages.synth.expression import sample_expression
+from stages.train.data import expression_region
+
+FIT_CODES = 16  # fresh codes of the subject's generator, never the target codes
+PAIRS_PER_STEP = 4
+REGION_WEIGHT = 2.0  # the region is ~1% of the image: without extra weight the fit ignores it
+
+
+def truth(identity, code: np.ndarray, cam) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # noqa: ANN001
+    """The ground truth at `code` and at neutral (premultiplied, over black) and the region between them."""
+    out_e = render_head(identity, code, cam, device=torch.device("cpu"), depth=False)
+    out_0 = render_head(identity, np.zeros_like(code), cam, device=torch.device("cpu"), depth=False)
+    region = expression_region(torch.stack([out_e["rgb"], out_0["rgb"]]),
+                               torch.stack([out_e["alpha"], out_0["alpha"]]), 0)[0, ..., None]
+    return _premultiplied(out_e), _premultiplied(out_0), region
+
+
+def fit(model, avatar: Avatar, identity, cams: list, mode: str, steps: int, seed: int) -> Avatar:  # noqa: ANN001
+    """The avatar (and, for mode decoder, the model in place) fitted to the truth at FIT_CODES codes x cams."""
+    rng = np.random.default_rng(seed + 77)
+    codes = [sample_expression(rng) for _ in range(FIT_CODES)]
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(mode == "decoder")  # only the decoder's weights receive gradients: decode() alone runs
+    state, _ = model.skip_inputs(avatar.images[None], avatar.pos[None], avatar.conf[None], avatar.masks[None],
+                                 avatar.cameras)
+    tokens = avatar.tokens.clone().float().requires_grad_(True)
+    groups = [{"params": [tokens], "lr": 2e-2}]
+    if mode == "decoder":
+        groups.append({"params": list(model.parameters()), "lr": 1e-4})
+    opt = torch.optim.Adam(groups)
+    cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+    black = torch.zeros(3)
+    t0 = time.time()
+    for step in range(steps):
+        pairs = [(int(rng.integers(FIT_CODES)), int(rng.integers(len(cams)))) for _ in range(PAIRS_PER_STEP)]
+        state.tokens = tokens
+        maps = model.decode(state.repeat(len(pairs)),
+                            torch.tensor(np.stack([codes[c] for c, _ in pairs]), dtype=torch.float32))
+        loss = torch.zeros(())
+        for j, (c, k) in enumerate(pairs):
+            if (c, k) not in cache:
+                with torch.no_grad():
+                    gt_e, _, region = truth(identity, codes[c], cams[k])
+                cache[(c, k)] = (gt_e, region)
+            gt_e, region = cache[(c, k)]
+            img = render(maps.gaussians(j), cams[k], background=black).rgb[0]
+            loss = loss + F.l1_loss(img, gt_e) + REGION_WEIGHT * ((img - gt_e).abs() * region).mean()
+        opt.zero_grad()
+        (loss / len(pairs)).backward()
+        opt.step()
+        if step % 10 == 0:
+            print(f"step {step}: loss {float(loss.detach()) / len(pairs):.4f} ({time.time() - t0:.0f} s)", flush=True)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return Avatar(tokens.detach().to(avatar.tokens.dtype), avatar.images, avatar.pos, avatar.conf, avatar.masks,
+                  avatar.cameras, avatar.meta)
+
+
+def score(model, avatar: Avatar, identity, targets) -> dict:  # noqa: ANN001
+    """eval_expression's figures for one avatar at the capture's target views and codes."""
+    driver = AvatarDriver(avatar, model, fast=False)
+    black = torch.zeros(3)
+    sums: dict[str, float] = {}
+    with torch.no_grad():
+        g_neutral = driver.gaussians(np.zeros(targets.expressions.shape[1], np.float32))
+        for i in range(len(targets)):
+            cam, code = targets.cameras[i], targets.expressions[i].numpy()
+            gt_e, gt_0, region = truth(identity, code, cam)
+            p_e = render(driver.gaussians(code), cam, background=black).rgb[0].clamp(0, 1)
+            p_0 = render(g_neutral, cam, background=black).rgb[0].clamp(0, 1)
+            for k, v in change_sums(p_e, p_0, gt_e, gt_0, region).items():
+                sums[k] = sums.get(k, 0.0) + v
+    return summarise(sums)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default=None, help="a checkpoint (default: the shipped one)")
+    ap.add_argument("--seed", type=int, default=3000, help="the subject (keep it off the benchmark's 1000-1007)")
+    ap.add_argument("--mode", choices=("tokens", "decoder"), default="tokens")
+    ap.add_argument("--steps", type=int, default=60)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    path = Path(args.checkpoint) if args.checkpoint else None
+    model, _ = load_model(path, torch.device("cpu"))
+    with tempfile.TemporaryDirectory() as tmp:
+        cap = make_synthetic_capture(Path(tmp) / "subject", args.seed, size=model.cfg.image_size,
+                                     device=torch.device("cpu"))
+        identity = sample_identity(np.random.default_rng(args.seed))  # the first draw, as make_synthetic_capture
+        targets = read_capture(cap / "targets")
+        avatar = reconstruct(cap, path, torch.device("cpu"), refine=0)
+        cams = [targets.cameras[i] for i in range(len(targets))]
+        fitted = fit(model, avatar, identity, cams, args.mode, args.steps, args.seed)
+        s = score(model, fitted, identity, targets)
+    print(f"| {args.mode} | {args.steps} | {s['response']:.3f} | {s['gain']:.2f} | {100 * s['outside']:.0f}% | "
+          f"{s['psnr_region_true']:.2f} / {s['psnr_region_neutral']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
