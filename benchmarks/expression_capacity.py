@@ -24,7 +24,8 @@ from eval_expression import _premultiplied, change_sums, summarise
 
 from stages.avatar import Avatar, AvatarDriver
 from stages.capture import read_capture
-from stages.model.checkpoint import load_model
+from stages.model import Avat3rNet
+from stages.model.checkpoint import load_init_weights, load_model
 from stages.reconstruct import reconstruct
 from stages.render import render
 from stages.synth import make_synthetic_capture, render_head, sample_identity
@@ -56,8 +57,10 @@ def fit(model, avatar: Avatar, identity, cams: list, mode: str, steps: int, seed
                                  avatar.cameras)
     tokens = avatar.tokens.clone().float().requires_grad_(True)
     groups = [{"params": [tokens], "lr": 2e-2}]
-    if mode == "decoder":
-        groups.append({"params": list(model.parameters()), "lr": 1e-4})
+    if mode == "decoder":  # an added block starts as a no-op; it gets 3x the step, as `train --fresh-lr 3` gives it
+        fresh = {id(p) for p in model.fresh_parameters().values()}
+        groups.append({"params": [p for p in model.parameters() if id(p) not in fresh], "lr": 1e-4})
+        groups.append({"params": [p for p in model.parameters() if id(p) in fresh], "lr": 3e-4})
     opt = torch.optim.Adam(groups)
     cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
     black = torch.zeros(3)
@@ -110,10 +113,17 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=3000, help="the subject (keep it off the benchmark's 1000-1007)")
     ap.add_argument("--mode", choices=("tokens", "decoder"), default="tokens")
     ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--decoder-self-layers", type=int, default=None,
+                    help="add self-attention blocks after the cross-attention (starting as a no-op) before the fit")
     args = ap.parse_args()
     torch.manual_seed(0)
     path = Path(args.checkpoint) if args.checkpoint else None
     model, _ = load_model(path, torch.device("cpu"))
+    if args.decoder_self_layers is not None:  # the avatar's tokens are the same: only the decoder gains blocks
+        model.cfg.decoder_self_layers = args.decoder_self_layers
+        grown = Avat3rNet(model.cfg)
+        load_init_weights(grown, model.state_dict(), path or Path("shipped"))
+        model = grown.eval()
     with tempfile.TemporaryDirectory() as tmp:
         cap = make_synthetic_capture(Path(tmp) / "subject", args.seed, size=model.cfg.image_size,
                                      device=torch.device("cpu"))
