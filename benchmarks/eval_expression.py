@@ -72,33 +72,43 @@ def summarise(sums: dict) -> dict:
             "truth_outside": 1.0 - sums["gt_sq"] / max(sums["gt_sq_all"], 1e-12)}
 
 
+def truth(identity, code: np.ndarray, cam, device: torch.device):  # noqa: ANN001
+    """The ground truth at `code` and at neutral (premultiplied, over black) and the (H, W, 1) region where they
+    differ: the same region the training loss weights (stages.train.data.expression_region)."""
+    out_e = render_head(identity, code, cam, device=device, depth=False)
+    out_0 = render_head(identity, np.zeros_like(code), cam, device=device, depth=False)
+    region = expression_region(torch.stack([out_e["rgb"], out_0["rgb"]]),
+                               torch.stack([out_e["alpha"], out_0["alpha"]]), 0)[0, ..., None]
+    return _premultiplied(out_e), _premultiplied(out_0), region
+
+
+def driver_renders(driver: AvatarDriver, identity, targets, device: torch.device,  # noqa: ANN001
+                   photos: InputPhotos | None = None, every: int = 1):
+    """Per target view (every `every`-th) of a capture's targets: the avatar at the true code and at neutral, and
+    `truth` at that view. benchmarks/expression_capacity.py scores its fitted avatars through it."""
+    black = torch.zeros(3, device=device)
+    g_neutral = driver.gaussians(np.zeros(targets.expressions.shape[1], np.float32))
+    for i in range(0, len(targets), every):
+        cam = targets.cameras[i].to(device)
+        code = targets.expressions[i].numpy()
+        gt_e, gt_0, region = truth(identity, code, cam, device)
+        with torch.no_grad():
+            p_e = _render(driver.gaussians(code), cam, black, photos)
+            p_0 = _render(g_neutral, cam, black, photos)
+        yield p_e, p_0, gt_e, gt_0, region
+
+
 def view_renders(seed: int, checkpoint: Path | None, model, device: torch.device, workdir: Path,  # noqa: ANN001
                  photo: bool = False, refine: int = 0, every: int = 1):
-    """Per target view (every `every`-th) of held-out subject `seed`: the avatar at the true code and at neutral,
-    the ground truth at both (premultiplied, over black) and the (H, W, 1) region where the expression changes
-    the ground truth. What this file scores and benchmarks/expression_changes.py draws."""
+    """`driver_renders` of held-out subject `seed`'s avatar, made as `reconstruct` makes it. What this file
+    scores and benchmarks/expression_changes.py draws."""
     cap = make_synthetic_capture(workdir / f"s{seed}", seed, size=model.cfg.image_size, device=device)
     identity = sample_identity(np.random.default_rng(int(seed)))  # the first draw, as make_synthetic_capture
     targets = read_capture(cap / "targets")
     avatar = reconstruct(cap, checkpoint, device, refine=refine)  # refine: as `reconstruct --refine` does
     driver = AvatarDriver(avatar, model, fast=False)  # float32 scores
-    black = torch.zeros(3, device=device)
-    neutral = np.zeros(targets.expressions.shape[1], np.float32)
-    g_neutral = driver.gaussians(neutral)
     photos = InputPhotos.of(driver.avatar, device) if photo else None
-    for i in range(0, len(targets), every):
-        cam = targets.cameras[i].to(device)
-        code = targets.expressions[i].numpy()
-        out_e = render_head(identity, code, cam, device=device, depth=False)
-        out_0 = render_head(identity, neutral, cam, device=device, depth=False)
-        gt_e, gt_0 = _premultiplied(out_e), _premultiplied(out_0)
-        # the same region the training loss weights (stages.train.data.expression_region)
-        region = expression_region(torch.stack([out_e["rgb"], out_0["rgb"]]),
-                                   torch.stack([out_e["alpha"], out_0["alpha"]]), 0)[0, ..., None]
-        with torch.no_grad():
-            p_e = _render(driver.gaussians(code), cam, black, photos)
-            p_0 = _render(g_neutral, cam, black, photos)
-        yield p_e, p_0, gt_e, gt_0, region
+    yield from driver_renders(driver, identity, targets, device, photos, every)
 
 
 def score_subject(seed: int, checkpoint: Path | None, model, device: torch.device, workdir: Path,

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from eval_expression import _premultiplied, change_sums, summarise
+from eval_expression import change_sums, driver_renders, summarise, truth
 
 from stages.avatar import Avatar, AvatarDriver
 from stages.capture import read_capture
@@ -28,22 +28,12 @@ from stages.model import Avat3rNet
 from stages.model.checkpoint import load_init_weights, load_model
 from stages.reconstruct import reconstruct
 from stages.render import render
-from stages.synth import make_synthetic_capture, render_head, sample_identity
+from stages.synth import make_synthetic_capture, sample_identity
 from stages.synth.expression import sample_expression
-from stages.train.data import expression_region
 
 FIT_CODES = 16  # fresh codes of the subject's generator, never the target codes
 PAIRS_PER_STEP = 4
 REGION_WEIGHT = 2.0  # the region is ~1% of the image: without extra weight the fit ignores it
-
-
-def truth(identity, code: np.ndarray, cam) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # noqa: ANN001
-    """The ground truth at `code` and at neutral (premultiplied, over black) and the region between them."""
-    out_e = render_head(identity, code, cam, device=torch.device("cpu"), depth=False)
-    out_0 = render_head(identity, np.zeros_like(code), cam, device=torch.device("cpu"), depth=False)
-    region = expression_region(torch.stack([out_e["rgb"], out_0["rgb"]]),
-                               torch.stack([out_e["alpha"], out_0["alpha"]]), 0)[0, ..., None]
-    return _premultiplied(out_e), _premultiplied(out_0), region
 
 
 def fit(model, avatar: Avatar, identity, cams: list, mode: str, steps: int, seed: int) -> Avatar:  # noqa: ANN001
@@ -74,7 +64,7 @@ def fit(model, avatar: Avatar, identity, cams: list, mode: str, steps: int, seed
         for j, (c, k) in enumerate(pairs):
             if (c, k) not in cache:
                 with torch.no_grad():
-                    gt_e, _, region = truth(identity, codes[c], cams[k])
+                    gt_e, _, region = truth(identity, codes[c], cams[k], torch.device("cpu"))
                 cache[(c, k)] = (gt_e, region)
             gt_e, region = cache[(c, k)]
             img = render(maps.gaussians(j), cams[k], background=black).rgb[0]
@@ -92,18 +82,10 @@ def fit(model, avatar: Avatar, identity, cams: list, mode: str, steps: int, seed
 
 def score(model, avatar: Avatar, identity, targets) -> dict:  # noqa: ANN001
     """eval_expression's figures for one avatar at the capture's target views and codes."""
-    driver = AvatarDriver(avatar, model, fast=False)
-    black = torch.zeros(3)
     sums: dict[str, float] = {}
-    with torch.no_grad():
-        g_neutral = driver.gaussians(np.zeros(targets.expressions.shape[1], np.float32))
-        for i in range(len(targets)):
-            cam, code = targets.cameras[i], targets.expressions[i].numpy()
-            gt_e, gt_0, region = truth(identity, code, cam)
-            p_e = render(driver.gaussians(code), cam, background=black).rgb[0].clamp(0, 1)
-            p_0 = render(g_neutral, cam, background=black).rgb[0].clamp(0, 1)
-            for k, v in change_sums(p_e, p_0, gt_e, gt_0, region).items():
-                sums[k] = sums.get(k, 0.0) + v
+    for view in driver_renders(AvatarDriver(avatar, model, fast=False), identity, targets, torch.device("cpu")):
+        for k, v in change_sums(*view).items():
+            sums[k] = sums.get(k, 0.0) + v
     return summarise(sums)
 
 
