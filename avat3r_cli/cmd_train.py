@@ -80,6 +80,8 @@ def _train(out: Path, data: list[str] | None, set_: list[str] | None, init: Path
         raise BadInput(MIRROR_FACEMESH)
     if options["expr_contrast"] < 0:
         raise BadInput(f"--expr-contrast {options['expr_contrast']}: expected 0 (off) or more")
+    if options["expr_contrast_norm"] not in ("l1", "l2"):
+        raise BadInput(f"--expr-contrast-norm {options['expr_contrast_norm']}: expected l1 or l2")
     if options["expr_contrast"] > 0 and not (options["source"] == "pool" and any(s == "synth" for s, _ in mix)):
         raise BadInput("--expr-contrast needs the synthetic pool (--data synth, --source pool): only it renders "
                        "one view at two expressions")

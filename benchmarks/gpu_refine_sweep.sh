@@ -13,15 +13,16 @@
 # $PREP (default .gpucases) holds SET/case_*/ with capture/, and SET_score.py, the scorer of each set
 # (../shared/real/score.py for real and dev, ../shared/ood/score.py for ood).
 set -u
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+# SKIP_PIP=1 where /tmp/site is already filled (two of these scripts side by side must not reinstall under each other)
+[ -n "${SKIP_PIP:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 PREP=$(realpath "${PREP:-.gpucases}")
 CKPT=$(realpath "${CKPT:?a checkpoint folder}")
-RES=/tmp/results
+RES=${RES:-/tmp/results}  # RES=/tmp/other for a second sweep side by side
 mkdir -p "$RES"
 nvidia-smi --query-gpu=name,memory.total --format=csv >"$OUT/gpus.csv" 2>&1
-cp benchmarks/prepared_cli.sh /tmp/av.sh  # the CLI whose prepare copies the capture prepared on the CPU
-chmod +x /tmp/av.sh
+cp benchmarks/prepared_cli.sh "$RES/av.sh"  # the CLI whose prepare copies the capture prepared on the CPU
+chmod +x "$RES/av.sh"
 if [ -n "${TIME_CAPTURE:-}" ]; then  # the GPU's cost of refinement: reconstruct alone, one after another
   for steps in 0 20 80 0; do
     t0=$(date +%s%N)
@@ -35,8 +36,8 @@ for setting in ${SETTINGS:-0 20 40 80}; do
   for set in ${SETS:-ood real dev}; do
     name="${set}_r${steps}${lr:+_lr$lr}"
     (CASES="$PREP/$set" STEPS=$steps LR=$lr timeout "${LIMIT:-480}" python3 "$PREP/${set}_score.py" --cases "$PREP/$set" \
-       --work "/tmp/work/$name" --avat3r /tmp/av.sh --checkpoint "$CKPT" --device cuda >"$RES/$name.txt" 2>&1
-     cp "/tmp/work/$name/scores.json" "$RES/$name.json" 2>/dev/null) &
+       --work "$RES/work/$name" --avat3r "$RES/av.sh" --checkpoint "$CKPT" --device cuda >"$RES/$name.txt" 2>&1
+     cp "$RES/work/$name/scores.json" "$RES/$name.json" 2>/dev/null) &
   done
 done
 for steps in ${EVAL_STEPS:-}; do
@@ -50,5 +51,5 @@ for steps in ${EVAL_STEPS:-}; do
 done
 wait
 cp "$OUT"/timing.txt "$OUT"/gpus.csv "$RES"/ 2>/dev/null
-tar czf "$OUT/results.tgz" -C "$RES" .
+tar czf "$OUT/results.tgz" -C "$RES" --exclude=./work --exclude=./av.sh .
 for f in "$RES"/*.txt "$RES"/*.log; do echo "$(basename "$f"): $(tail -n 1 "$f")"; done

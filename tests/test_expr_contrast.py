@@ -106,6 +106,38 @@ def test_the_contrast_term_sees_only_the_change():
     assert float(contrast_term(wobble.flatten(0, 1), flat, batch)) > 0.01
 
 
+def test_the_l2_contrast_is_scale_free_and_keeps_the_mean_change():
+    """norm l2 scores a change scaled by g as (1 - g)² on the region, whatever the change's size; and where the
+    model cannot tell which of two places changes (the mouth in one example, the eyes in the other, one region
+    for both), it prefers half the change in both places over none at all, where l1 is indifferent: l1's
+    minimiser is the median, which shrinks an uncertain change to nothing (the reason to offer l2)."""
+    from stages.train.loop import contrast_term
+
+    S = 16
+    a, b = torch.zeros(S, S), torch.zeros(S, S)
+    a[2:6, 2:6], b[8:12, 8:12] = 1, 1
+    region = (a + b)[None, None].expand(2, 4, S, S)  # the pixels either example may change
+
+    def pair(change: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) change → (B, T=4, 3, H, W): two views, two codes
+        base = torch.full((2, 1, 3, S, S), 0.4)
+        return torch.cat([base, base, base + change[:, None], base + change[:, None]], 1).flatten(0, 1)
+
+    def score(change: torch.Tensor, gt: torch.Tensor, norm: str) -> float:
+        batch = _contrast_batch(pair(gt).view(2, 4, 3, S, S), region)
+        return float(contrast_term(pair(change), pair(gt), batch, norm))
+
+    gt = torch.stack([a, b])[:, None].expand(2, 3, S, S) * 0.2  # example 0 changes at a, example 1 at b
+    still = float(gt.abs().mean())  # the whole-image L1 part of a model that ignores the code
+    assert abs(score(torch.zeros_like(gt), gt, "l2") - (1 + still)) < 1e-5
+    for g in (0.5, 2.0):
+        assert abs(score(gt * g, gt, "l2") - ((1 - g) ** 2 + abs(1 - g) * still)) < 1e-5
+        assert abs(score(gt * 10 * g, gt * 10, "l2") - ((1 - g) ** 2 + abs(1 - g) * still * 10)) < 1e-4
+    hedge = (a + b)[None, None].expand(2, 3, S, S) * 0.1  # half the change in both places, for both examples
+    none = torch.zeros_like(gt)
+    assert score(hedge, gt, "l2") < score(none, gt, "l2") - 0.4
+    assert abs(score(hedge, gt, "l1") - score(none, gt, "l1")) < 1e-6
+
+
 def test_cli_trains_with_it_and_refuses_what_cannot_carry_it(tmp_path):
     from tiny_runs import train_tiny
 
@@ -117,8 +149,14 @@ def test_cli_trains_with_it_and_refuses_what_cannot_carry_it(tmp_path):
     assert r.exit_code == 2 and "needs the synthetic pool" in r.output
     r = train_tiny(tmp_path / "one", "--expr-contrast", "1", "--pool-timesteps", "1")
     assert r.exit_code == 2 and "at least two expressions per pooled subject" in r.output
-    assert not any((tmp_path / n).exists() for n in ("bad", "odd", "fresh", "one"))
+    r = train_tiny(tmp_path / "norm", "--expr-contrast", "1", "--expr-contrast-norm", "l3")
+    assert r.exit_code == 2 and "--expr-contrast-norm l3: expected l1 or l2" in r.output
+    assert not any((tmp_path / n).exists() for n in ("bad", "odd", "fresh", "one", "norm"))
     r = train_tiny(tmp_path / "run", "--expr-contrast", "1", "--quiet")
     assert r.exit_code == 0, r.output
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert any("contrast_l1" in e and e["contrast_l1"] > 0 for e in logged), logged
+    r = train_tiny(tmp_path / "run2", "--expr-contrast", "1", "--expr-contrast-norm", "l2", "--quiet")
+    assert r.exit_code == 0, r.output
+    logged2 = [json.loads(line) for line in (tmp_path / "run2" / "metrics.jsonl").read_text().splitlines()]
+    assert any(e.get("contrast_l1", 0) > 0 for e in logged2) and logged2 != logged

@@ -121,23 +121,28 @@ def depth_spread_term(maps: GaussianMaps, entry: list[list[int]], batch: Batch, 
     return total / count.clamp(min=1.0)
 
 
-def contrast_term(pred: Tensor, target: Tensor, batch: Batch) -> Tensor:
+def contrast_term(pred: Tensor, target: Tensor, batch: Batch, norm: str = "l1") -> Tensor:
     """How far the rendered change between an expression-contrast example's two codes is from the ground truth's
-    change, per view: an L1 over the pixels that change with the expression (the two halves' regions) plus an
+    change, per view: a term over the pixels that change with the expression (the two halves' regions) plus an
     L1 over the whole image, which holds still everything the codes do not move (hair, silhouette, neck). The
     per-image losses forgive a model whose change is blurred away; this term sees only the change.
+    norm "l1": the region term is the mean absolute error; "l2": Σ(Δpred − Δgt)² / ΣΔgt² over the regions,
+    whose minimiser under uncertainty is the mean change rather than the median (which is often none).
     pred, target: (B*T, 3, H, W) composited over the same background per avatar."""
     B, T = batch.target_rgb.shape[:2]
     h = T // 2
     sel = batch.contrast
     p, t = pred.view(B, T, *pred.shape[1:])[sel], target.view(B, T, *target.shape[1:])[sel]
-    err = ((p[:, :h] - p[:, h:2 * h]) - (t[:, :h] - t[:, h:2 * h])).abs()
-    whole = err.mean()
+    d_gt = t[:, :h] - t[:, h:2 * h]
+    diff = (p[:, :h] - p[:, h:2 * h]) - d_gt
+    whole = diff.abs().mean()
     if batch.target_expr_mask is None:
         return whole
     m = batch.target_expr_mask[sel].float()
     region = torch.maximum(m[:, :h], m[:, h:2 * h])[:, :, None]
-    return whole + (err * region).sum() / (3 * region.sum()).clamp(min=1.0)
+    if norm == "l2":
+        return whole + (diff.square() * region).sum() / (d_gt.square() * region).sum().clamp(min=1e-6)
+    return whole + (diff.abs() * region).sum() / (3 * region.sum()).clamp(min=1.0)
 
 
 def loss_terms(pred_rgb: Tensor, pred_alpha: Tensor, batch: Batch, backgrounds: Tensor, cfg: TrainConfig,
@@ -174,7 +179,7 @@ def loss_terms(pred_rgb: Tensor, pred_alpha: Tensor, batch: Batch, backgrounds: 
             mse = region_mean((p.clamp(0, 1) - t) ** 2)
         logs["l1_expr"], logs["psnr_expr"] = l1_expr.item(), float(-10 * torch.log10(mse.clamp(min=1e-10)))
     if batch.contrast is not None and cfg.expr_contrast > 0:
-        lc = contrast_term(p, t, batch)
+        lc = contrast_term(p, t, batch, cfg.expr_contrast_norm)
         loss = loss + cfg.expr_contrast * lc
         logs["contrast_l1"] = lc.item()
     if lpips_net is not None and 0 <= cfg.lpips_after <= step:
