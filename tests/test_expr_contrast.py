@@ -107,7 +107,8 @@ def test_the_contrast_term_sees_only_the_change():
 
 
 def test_the_l2_contrast_is_scale_free_and_keeps_the_mean_change():
-    """norm l2 scores a change scaled by g as (1 - g)² on the region, whatever the change's size; and where the
+    """norm l2 scores a change scaled by g as (1 - g)² times what l1 gives a model that ignores the code (which
+    both score alike: the truth's mean absolute change on the region, m); and where the
     model cannot tell which of two places changes (the mouth in one example, the eyes in the other, one region
     for both), it prefers half the change in both places over none at all, where l1 is indifferent: l1's
     minimiser is the median, which shrinks an uncertain change to nothing (the reason to offer l2)."""
@@ -128,13 +129,15 @@ def test_the_l2_contrast_is_scale_free_and_keeps_the_mean_change():
 
     gt = torch.stack([a, b])[:, None].expand(2, 3, S, S) * 0.2  # example 0 changes at a, example 1 at b
     still = float(gt.abs().mean())  # the whole-image L1 part of a model that ignores the code
-    assert abs(score(torch.zeros_like(gt), gt, "l2") - (1 + still)) < 1e-5
-    for g in (0.5, 2.0):
-        assert abs(score(gt * g, gt, "l2") - ((1 - g) ** 2 + abs(1 - g) * still)) < 1e-5
-        assert abs(score(gt * 10 * g, gt * 10, "l2") - ((1 - g) ** 2 + abs(1 - g) * still * 10)) < 1e-4
-    hedge = (a + b)[None, None].expand(2, 3, S, S) * 0.1  # half the change in both places, for both examples
+    m = 0.1  # the truth's mean absolute change over the region (0.2 on half of it)
     none = torch.zeros_like(gt)
-    assert score(hedge, gt, "l2") < score(none, gt, "l2") - 0.4
+    assert abs(score(none, gt, "l2") - (m + still)) < 1e-6 and abs(score(none, gt, "l1") - (m + still)) < 1e-6
+    for g in (0.5, 2.0):
+        assert abs(score(gt * g, gt, "l2") - ((1 - g) ** 2 * m + abs(1 - g) * still)) < 1e-6
+        assert abs(score(gt * g, gt, "l1") - abs(1 - g) * (m + still)) < 1e-6
+        assert abs(score(gt * 10 * g, gt * 10, "l2") - 10 * ((1 - g) ** 2 * m + abs(1 - g) * still)) < 1e-5
+    hedge = (a + b)[None, None].expand(2, 3, S, S) * 0.1  # half the change in both places, for both examples
+    assert abs(score(hedge, gt, "l2") - (score(none, gt, "l2") - m / 2)) < 1e-6
     assert abs(score(hedge, gt, "l1") - score(none, gt, "l1")) < 1e-6
 
 

@@ -47,9 +47,10 @@ class TrainConfig:
     expr_contrast_norm: str = opt("l1", "How the contrast scores the change on the changing pixels: l1 (its "
                                         "minimiser is the median change, so a change whose place the model is "
                                         "unsure of shrinks towards none) or l2 (the squared error over the "
-                                        "ground truth's squared change, summed over the batch: the mean change, "
-                                        "scale-free, 1 for a model that ignores the code). The whole-image "
-                                        "stillness part is L1 either way.")
+                                        "ground truth's squared change, summed over the batch, times the truth's "
+                                        "mean absolute change: its minimiser is the mean change, and a model "
+                                        "that ignores the code scores as with l1). The whole-image stillness "
+                                        "part is L1 either way.")
     lpips_weight: float = opt(0.01, "Weight of LPIPS once --lpips-after is reached.")
     lpips_after: int = opt(-1, "Add LPIPS to the loss from this step (-1: never).")
     prior: str = opt("builtin", "Positional prior in training: builtin (as at test time) or gt (ground-truth "

@@ -121,28 +121,38 @@ def depth_spread_term(maps: GaussianMaps, entry: list[list[int]], batch: Batch, 
     return total / count.clamp(min=1.0)
 
 
+def change_error(d_pred: Tensor, d_gt: Tensor, region: Tensor | None, norm: str = "l1") -> Tensor:
+    """How far a rendered change (between two codes, same view) is from the ground truth's change: an L1 over
+    the whole image, which holds still everything the codes do not move (hair, silhouette, neck), plus a term
+    over the pixels that change (`region`, broadcast against the images; none: the whole-image L1 alone).
+    norm "l1": the region term is the mean absolute error; "l2": Σ(Δpred − Δgt)² / ΣΔgt² over the region
+    times the truth's mean absolute change there (so both norms score a model that ignores the code alike),
+    whose minimiser under uncertainty is the mean change rather than the median (which is often none)."""
+    diff = d_pred - d_gt
+    whole = diff.abs().mean()
+    if region is None:
+        return whole
+    region = region.expand_as(diff)
+    n = region.sum().clamp(min=1.0)
+    if norm == "l2":  # scaled by the truth's mean absolute change: the l1 term's value where the code is ignored
+        scale = (d_gt.abs() * region).sum() / n
+        return whole + scale * (diff.square() * region).sum() / (d_gt.square() * region).sum().clamp(min=1e-12)
+    return whole + (diff.abs() * region).sum() / n
+
+
 def contrast_term(pred: Tensor, target: Tensor, batch: Batch, norm: str = "l1") -> Tensor:
-    """How far the rendered change between an expression-contrast example's two codes is from the ground truth's
-    change, per view: a term over the pixels that change with the expression (the two halves' regions) plus an
-    L1 over the whole image, which holds still everything the codes do not move (hair, silhouette, neck). The
-    per-image losses forgive a model whose change is blurred away; this term sees only the change.
-    norm "l1": the region term is the mean absolute error; "l2": Σ(Δpred − Δgt)² / ΣΔgt² over the regions,
-    whose minimiser under uncertainty is the mean change rather than the median (which is often none).
-    pred, target: (B*T, 3, H, W) composited over the same background per avatar."""
+    """`change_error` of each expression-contrast example's two halves (the same views at two codes), over the
+    pixels either code changes. The per-image losses forgive a model whose change is blurred away; this term
+    sees only the change. pred, target: (B*T, 3, H, W) composited over the same background per avatar."""
     B, T = batch.target_rgb.shape[:2]
     h = T // 2
     sel = batch.contrast
     p, t = pred.view(B, T, *pred.shape[1:])[sel], target.view(B, T, *target.shape[1:])[sel]
-    d_gt = t[:, :h] - t[:, h:2 * h]
-    diff = (p[:, :h] - p[:, h:2 * h]) - d_gt
-    whole = diff.abs().mean()
-    if batch.target_expr_mask is None:
-        return whole
-    m = batch.target_expr_mask[sel].float()
-    region = torch.maximum(m[:, :h], m[:, h:2 * h])[:, :, None]
-    if norm == "l2":
-        return whole + (diff.square() * region).sum() / (d_gt.square() * region).sum().clamp(min=1e-6)
-    return whole + (diff.abs() * region).sum() / (3 * region.sum()).clamp(min=1.0)
+    region = None
+    if batch.target_expr_mask is not None:
+        m = batch.target_expr_mask[sel].float()
+        region = torch.maximum(m[:, :h], m[:, h:2 * h])[:, :, None]
+    return change_error(p[:, :h] - p[:, h:2 * h], t[:, :h] - t[:, h:2 * h], region, norm)
 
 
 def loss_terms(pred_rgb: Tensor, pred_alpha: Tensor, batch: Batch, backgrounds: Tensor, cfg: TrainConfig,
