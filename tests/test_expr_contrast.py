@@ -106,7 +106,7 @@ def test_the_contrast_term_sees_only_the_change():
     assert float(contrast_term(wobble.flatten(0, 1), flat, batch)) > 0.01
 
 
-def test_the_l2_contrast_is_scale_free_and_keeps_the_mean_change():
+def test_the_l2_contrast_charges_the_squared_shortfall_and_keeps_the_mean_change():
     """norm l2 scores a change scaled by g as (1 - g)² times what l1 gives a model that ignores the code (which
     both score alike: the truth's mean absolute change on the region, m); and where the
     model cannot tell which of two places changes (the mouth in one example, the eyes in the other, one region
