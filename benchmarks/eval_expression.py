@@ -14,7 +14,12 @@ avatar is rendered with the true code e and with the neutral code. Reported per 
   the ground truth's own share (changes below the region's threshold) is printed beside it.
 
     python benchmarks/eval_expression.py [--checkpoint C ...] [--seeds 1000-1007] [--json out.json] [--photo-detail]
-                                         [--refine STEPS]
+                                         [--refine STEPS] [--codes video:CACHE|CODES.npy [--codes-split test]]
+
+`--codes` dresses the targets in expression codes a face tracker gave real frames (`stages.synth.tracked_codes`:
+dense, a dozen channels at once, where the generator's own are 1–4 actions) instead of the generator's; the
+inputs, cameras and identities stay, so the two runs differ only in the targets' codes. Target i of subject s
+wears a row drawn by a generator seeded with s.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from stages.model.checkpoint import load_model
 from stages.reconstruct import reconstruct
 from stages.render.photo_detail import InputPhotos, render_sharpened
 from stages.synth import make_synthetic_capture, render_head, sample_identity
+from stages.synth.tracked_codes import active_channels, tracked_codes
 from stages.train.data import expression_region
 
 
@@ -99,12 +105,15 @@ def driver_renders(driver: AvatarDriver, identity, targets, device: torch.device
 
 
 def view_renders(seed: int, checkpoint: Path | None, model, device: torch.device, workdir: Path,  # noqa: ANN001
-                 photo: bool = False, refine: int = 0, every: int = 1):
+                 photo: bool = False, refine: int = 0, every: int = 1, codes: np.ndarray | None = None):
     """`driver_renders` of held-out subject `seed`'s avatar, made as `reconstruct` makes it. What this file
-    scores and benchmarks/expression_changes.py draws."""
+    scores and benchmarks/expression_changes.py draws. `codes` (N, 52): the targets wear rows of it instead."""
     cap = make_synthetic_capture(workdir / f"s{seed}", seed, size=model.cfg.image_size, device=device)
     identity = sample_identity(np.random.default_rng(int(seed)))  # the first draw, as make_synthetic_capture
     targets = read_capture(cap / "targets")
+    if codes is not None:
+        rows = np.random.default_rng(int(seed)).integers(0, len(codes), len(targets))
+        targets.expressions = torch.from_numpy(codes[rows])
     avatar = reconstruct(cap, checkpoint, device, refine=refine)  # refine: as `reconstruct --refine` does
     driver = AvatarDriver(avatar, model, fast=False)  # float32 scores
     photos = InputPhotos.of(driver.avatar, device) if photo else None
@@ -112,10 +121,11 @@ def view_renders(seed: int, checkpoint: Path | None, model, device: torch.device
 
 
 def score_subject(seed: int, checkpoint: Path | None, model, device: torch.device, workdir: Path,
-                  photo: bool = False, refine: int = 0) -> dict:
+                  photo: bool = False, refine: int = 0, codes: np.ndarray | None = None) -> dict:
     sums: dict[str, float] = {}
     whole = {"psnr": [], "ssim": []}
-    for p_e, p_0, gt_e, gt_0, region in view_renders(seed, checkpoint, model, device, workdir, photo, refine):
+    for p_e, p_0, gt_e, gt_0, region in view_renders(seed, checkpoint, model, device, workdir, photo, refine,
+                                                     codes=codes):
         a, b = p_e.permute(2, 0, 1)[None], gt_e.permute(2, 0, 1)[None]
         whole["psnr"].append(float(psnr(a, b).mean()))
         whole["ssim"].append(float(ssim(a, b).mean()))
@@ -141,8 +151,14 @@ def main() -> None:
     ap.add_argument("--json", default="")
     ap.add_argument("--photo-detail", action="store_true", help="render as `render --photo-detail` does")
     ap.add_argument("--refine", type=int, default=0, help="build avatars as `reconstruct --refine STEPS` does")
+    ap.add_argument("--codes", default="", help="targets wear tracked real codes: video:CACHE or CODES.npy")
+    ap.add_argument("--codes-split", default="test", help="the cache's split whose clips' codes are worn")
     args = ap.parse_args()
     dev = torch.device(args.device)
+    codes = tracked_codes(args.codes, args.codes_split) if args.codes else None
+    if codes is not None:
+        print(f"targets wear {len(codes)} tracked codes of {args.codes} ({args.codes_split}; "
+              f"{active_channels(codes):.1f} channels above 0.1 a code)")
     report = {}
     print("| checkpoint | PSNR | SSIM | PSNR region, true code | PSNR region, neutral code | response | gain | "
           "region % | change outside the region %: avatar / truth |")
@@ -151,7 +167,7 @@ def main() -> None:
         path = Path(ckpt) if ckpt else None
         model, meta = load_model(path, dev)
         with tempfile.TemporaryDirectory() as tmp:
-            rows = [score_subject(s, path, model, dev, Path(tmp), args.photo_detail, args.refine)
+            rows = [score_subject(s, path, model, dev, Path(tmp), args.photo_detail, args.refine, codes)
                     for s in parse_seeds(args.seeds)]
         mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "seed"}
         report[str(ckpt or "shipped")] = {"subjects": rows, "mean": mean, "steps": meta.get("trained_steps")}

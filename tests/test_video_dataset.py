@@ -666,3 +666,17 @@ def test_narrow_video_inputs_turn_less_than_spread_ones(corpus, tracked):
     assert spread(narrow) < spread(plain)
     assert torch.equal(VideoSource(spec, 32, 4, 3, seed=1, narrow_share=0.0).example(0, 0, 0, torch.device("cpu"))
                        ["input_rgb"], plain.example(0, 0, 0, torch.device("cpu"))["input_rgb"])
+
+
+def test_tracked_codes_are_the_caches_codes(corpus, tracked):
+    """`stages.synth.tracked_codes` (synthetic heads wearing real frames' codes) reads every frame's tracked code
+    of a split's clips, in order."""
+    from stages.synth.tracked_codes import tracked_codes
+
+    spec = f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}"
+    ds = open_dataset(spec, 32)
+    names = ds.subjects("all")
+    want = np.concatenate([np.stack([ds.codes(n, t) for t in ds.timesteps(n)]) for n in names])
+    got = tracked_codes(spec, "all")
+    assert got.shape == want.shape == (sum(len(ds.timesteps(n)) for n in names), 52)
+    assert np.array_equal(got, np.clip(want, 0, 1))

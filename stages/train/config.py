@@ -95,6 +95,12 @@ class TrainConfig:
                           "pool, bit for bit; 'wide' = every switch (cameras, camera_noise, mask_noise, backgrounds, "
                           "photometric, lighting, identity); or a comma list, '-name' removing one.")
     recipe_share: float = opt(1.0, "Fraction of pooled subjects built with the recipe (the rest: the original pool).")
+    tracked_codes: str = opt("", "Expression codes a face tracker gave real frames, for synthetic heads to wear "
+                                 "(--tracked-codes-share): a video:DIR cache (the codes of its train split's "
+                                 "clips) or a .npy (N, 52).")
+    tracked_codes_share: float = opt(0.0, "Fraction of the synthetic pool's expressions drawn from --tracked-codes "
+                                          "instead of the generator's own (1-4 actions a code, where a tracker "
+                                          "sets about a dozen channels at once).")
     workers: int = opt(2, "Processes decoding dataset frames ahead (0: none).")
     time_limit: float = opt(0.0, "Save and stop after this many seconds (0: none); resume continues.")
     init: str = ""  # start from these weights (a checkpoint file or folder) instead of random ones (--init)

@@ -17,6 +17,8 @@ from stages.datasets.base import HeadDataset
 from stages.train.recipe import SWITCHES, Recipe
 
 if TYPE_CHECKING:
+    import numpy
+
     from stages.synth.identity import HeadIdentity
 
 
@@ -155,7 +157,7 @@ class SynthPool:
                  timesteps: int = 8, cameras: int = 16, lifetime: int = 400, consistent_inputs: bool = False,
                  prior: str = "builtin", configs: int = 6, recipe: Recipe | None = None,
                  recipe_share: float = 1.0, input_view_targets: int = 0, narrow_share: float = 0.0,
-                 contrast: bool = False):
+                 contrast: bool = False, tracked: numpy.ndarray | None = None, tracked_share: float = 0.0):
         if cameras < n_inputs + n_supervision:
             raise ValueError("the studio needs at least n_inputs + n_supervision cameras")
         self.size, self.n_inputs, self.n_supervision, self.seed = size, n_inputs, n_supervision, seed
@@ -164,6 +166,7 @@ class SynthPool:
         self.recipe, self.recipe_share = recipe or Recipe(), recipe_share
         self.input_view_targets, self.narrow_share = input_view_targets, narrow_share
         self.contrast = contrast and timesteps > 1 and n_supervision > 1
+        self.tracked, self.tracked_share = tracked, (tracked_share if tracked is not None else 0.0)
         self._cache: dict[int, tuple[int, dict]] = {}
         self.built = 0
 
@@ -202,6 +205,11 @@ class SynthPool:
         else:
             cams = studio_cameras(self.cameras, self.size, seed=cam_seed).to(device)
         exprs = np.stack([sample_expression(rng) for _ in range(self.timesteps)])
+        if self.tracked_share > 0:  # own generator: every other draw of the subject stays as without it
+            tg = np.random.default_rng(stable_seed(sid, 101))
+            wear = tg.random(self.timesteps) < self.tracked_share
+            rows = tg.integers(0, len(self.tracked), self.timesteps)
+            exprs[wear] = self.tracked[rows[wear]]
         rgb, alpha, depth = [], [], []
         for t in range(self.timesteps):
             out = render_head(identity, exprs[t], cams, device=device)

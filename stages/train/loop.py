@@ -206,6 +206,7 @@ def make_source(cfg: TrainConfig, size: int, mix: list[tuple[str, float]], recip
                 ) -> tuple[object, bool]:
     """The example source of `mix` (`cfg.data` parsed: one spec, or several with weights: a weighted mix) and
     whether it reads only from disk (then DataLoader workers can build examples ahead)."""
+    from stages.synth.tracked_codes import tracked_codes
     from stages.train.video_data import MixedSource, VideoSource, is_video
 
     def one(spec: str):
@@ -221,7 +222,9 @@ def make_source(cfg: TrainConfig, size: int, mix: list[tuple[str, float]], recip
             return SynthPool(size, cfg.n_inputs, cfg.n_supervision, cfg.seed, cfg.pool_slots, cfg.pool_timesteps,
                              cfg.pool_cameras, cfg.pool_lifetime, cfg.consistent_inputs, cfg.prior,
                              cfg.pool_configs, recipe, cfg.recipe_share, cfg.input_view_targets,
-                             cfg.narrow_inputs, contrast=cfg.expr_contrast > 0)
+                             cfg.narrow_inputs, contrast=cfg.expr_contrast > 0,
+                             tracked=tracked_codes(cfg.tracked_codes) if cfg.tracked_codes_share > 0 else None,
+                             tracked_share=cfg.tracked_codes_share)
         return SynthSource(size, cfg.n_inputs, cfg.n_supervision, cfg.n_cameras, cfg.seed, cfg.consistent_inputs)
 
     on_disk = all(spec != "synth" for spec, _ in mix)
