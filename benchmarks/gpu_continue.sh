@@ -11,6 +11,9 @@
 # DATA is a 63° clip cache, mixed as session 16's recipe (20% clips, 80% synthetic `wide` at share 0.8,
 # 16 pool slots, half the clip examples with narrow input sets). AVERAGE=CKPT also writes
 # /tmp/keep/avg_NAME = ½ CKPT + ½ the run's weights (fp16) for a scoring call on the same warm machine.
+# EXPR=1 scores the run's weights on the expression benchmark (expr_NAME.md) and, with CODES=video:CACHE (a
+# cache whose `test` split holds tracked clips, e.g. .gpucases/clips63), on the same subjects wearing those
+# clips' tracked codes (expr_codes_NAME.md): about a minute each.
 set -eu
 KEEP=/tmp/keep
 mkdir -p "$KEEP" "$OUT"
@@ -35,6 +38,15 @@ rm -rf "$KEEP/ship_$NAME" && mv "$KEEP/ship_$NAME.new" "$KEEP/ship_$NAME"
 if [ -n "${AVERAGE:-}" ]; then
   rm -rf "$KEEP/avg_$NAME"
   python3 -m stages.train.average "$KEEP/avg_$NAME" "$AVERAGE" "$KEEP/ship_$NAME" --weights 1,1 --dtype float16
+fi
+if [ -n "${EXPR:-}" ]; then
+  python3 benchmarks/eval_expression.py --checkpoint "$KEEP/ship_$NAME" --seeds 1000-1007 --device cuda \
+    --json "$OUT/expr_$NAME.json" 2>&1 | tail -n 1 >"$OUT/expr_$NAME.md"
+  if [ -n "${CODES:-}" ]; then
+    python3 benchmarks/eval_expression.py --checkpoint "$KEEP/ship_$NAME" --seeds 1000-1007 --device cuda \
+      --codes "$CODES" --codes-split test 2>&1 | tail -n 1 >"$OUT/expr_codes_$NAME.md"
+  fi
+  cat "$OUT"/expr*_"$NAME".md
 fi
 cp -r "$KEEP/ship_$NAME" "$OUT/ckpt_$NAME"
 cp "$RUN/metrics.jsonl" "$RUN/train_config.json" "$OUT/" 2>/dev/null || true

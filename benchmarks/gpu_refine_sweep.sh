@@ -7,7 +7,9 @@
 #
 #   SETTINGS="0 20 40 80 80@1e-2" SETS="ood real dev" CKPT=.ckpt/rel4 bash benchmarks/gpu_refine_sweep.sh
 # With EVAL_STEPS="0 80" it also runs, per step count, `evaluate --refine` on 8 held-out synthetic subjects and
-# on the clips' test split (CLIPS=a video cache holding it), and benchmarks/eval_expression.py --refine.
+# on the clips' test split (CLIPS=a video cache holding it), and benchmarks/eval_expression.py --refine; with
+# CLIPS set, the expression benchmark runs again with its targets wearing those test clips' tracked codes
+# (expr_codes_rSTEPS.md, eval_expression.py --codes).
 # Everything comes back as one $OUT/results.tgz (a device call returns at most 8 files) plus a summary on stdout.
 # A setting is STEPS or STEPS@LR (0 steps: no refinement).
 # $PREP (default .gpucases) holds SET/case_*/ with capture/, and SET_score.py, the scorer of each set
@@ -48,6 +50,9 @@ for steps in ${EVAL_STEPS:-}; do
                             >"$RES/clips_r$steps.log" 2>&1) &
   (timeout "${LIMIT:-480}" python3 benchmarks/eval_expression.py --checkpoint "$CKPT" --seeds 1000-1007 \
      --refine "$steps" --json "$RES/expr_r$steps.json" >"$RES/expr_r$steps.md" 2>&1) &
+  [ -n "${CLIPS:-}" ] && (timeout "${LIMIT:-480}" python3 benchmarks/eval_expression.py --checkpoint "$CKPT" \
+     --seeds 1000-1007 --refine "$steps" --codes "video:$CLIPS" --codes-split test \
+     --json "$RES/expr_codes_r$steps.json" >"$RES/expr_codes_r$steps.md" 2>&1) &
 done
 wait
 cp "$OUT"/timing.txt "$OUT"/gpus.csv "$RES"/ 2>/dev/null
