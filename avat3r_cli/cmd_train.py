@@ -70,7 +70,8 @@ def _train(out: Path, data: list[str] | None, set_: list[str] | None, init: Path
     if options["input_view_targets"] and options["source"] == "fresh" and any(s == "synth" for s, _ in mix):
         raise BadInput("--input-view-targets needs --source pool for synthetic data (fresh heads render no view "
                        "at the input cameras)")
-    for key in ("narrow_inputs", "narrow_video_inputs", "mirror_video", "video_colour", "tracked_codes_share"):
+    for key in ("narrow_inputs", "narrow_video_inputs", "mirror_video", "video_colour", "tracked_codes_share",
+                "tracked_codes_mix"):
         if not 0.0 <= options[key] <= 1.0:
             flag = "--" + key.replace("_", "-")
             raise BadInput(f"{flag} {options[key]}: expected a fraction from 0 to 1")
@@ -91,6 +92,8 @@ def _train(out: Path, data: list[str] | None, set_: list[str] | None, init: Path
     if options["expr_contrast"] > 0 and options["pool_timesteps"] < 2:
         raise BadInput(f"--expr-contrast needs at least two expressions per pooled subject (--pool-timesteps "
                        f"{options['pool_timesteps']}): the change between two of them is what it supervises")
+    if options["tracked_codes_mix"] > 0 and options["tracked_codes_share"] == 0:
+        raise BadInput("--tracked-codes-mix blends the worn tracked codes: it needs --tracked-codes-share above 0")
     if options["tracked_codes_share"] > 0:
         if not options["tracked_codes"]:
             raise BadInput("--tracked-codes-share needs --tracked-codes (a video:DIR cache or a .npy of codes)")

@@ -1,5 +1,5 @@
 """Synthetic heads wearing expression codes a face tracker gave real frames (`stages.synth.tracked_codes`,
-`train --tracked-codes SRC --tracked-codes-share F`, `eval_expression.py --codes`)."""
+`train --tracked-codes SRC --tracked-codes-share F [--tracked-codes-mix M]`, `eval_expression.py --codes`)."""
 
 from __future__ import annotations
 
@@ -39,9 +39,9 @@ def test_codes_load_from_a_npy_and_bad_ones_are_refused_by_name(tmp_path):
         tracked_codes(tmp_path / "missing.npy")
 
 
-def _pool(tracked: np.ndarray | None, share: float) -> SynthPool:
+def _pool(tracked: np.ndarray | None, share: float, mix: float = 0.0) -> SynthPool:
     return SynthPool(32, 4, 4, seed=5, slots=1, timesteps=3, cameras=12, lifetime=10**9, prior="gt", configs=1,
-                     tracked=tracked, tracked_share=share)
+                     tracked=tracked, tracked_share=share, tracked_mix=mix)
 
 
 def test_the_pool_wears_tracked_codes_at_the_share_and_keeps_everything_else():
@@ -58,6 +58,16 @@ def test_the_pool_wears_tracked_codes_at_the_share_and_keeps_everything_else():
     assert torch.equal(none["expr"], plain["expr"]) and torch.equal(none["rgb"], plain["rgb"])
 
 
+def test_blends_are_dense_codes_between_two_tracked_ones():
+    codes = _dense_codes(2, seed=3)  # two codes: every blend lies on the segment between them
+    expr = _pool(codes, 1.0, mix=1.0).subject(0, 0, torch.device("cpu"))["expr"].numpy()
+    a, b = codes
+    for e in expr:
+        lam = float(np.dot(e - b, a - b) / np.dot(a - b, a - b))
+        assert 0.0 <= lam <= 1.0 and np.allclose(e, lam * a + (1 - lam) * b, atol=1e-5)
+    assert not all(any(np.allclose(e, c) for c in codes) for e in expr)  # not just the two codes again
+
+
 def test_cli_trains_with_tracked_codes_and_refuses_what_cannot_carry_them(tmp_path):
     from tiny_runs import train_tiny
 
@@ -65,6 +75,8 @@ def test_cli_trains_with_tracked_codes_and_refuses_what_cannot_carry_them(tmp_pa
     np.save(tmp_path / "bad.npy", np.zeros((4, 10), np.float32))
     r = train_tiny(tmp_path / "none", "--tracked-codes-share", "0.5")
     assert r.exit_code == 2 and "--tracked-codes-share needs --tracked-codes" in r.output
+    r = train_tiny(tmp_path / "mix", "--tracked-codes", str(tmp_path / "codes.npy"), "--tracked-codes-mix", "0.5")
+    assert r.exit_code == 2 and "--tracked-codes-mix blends the worn tracked codes" in r.output
     r = train_tiny(tmp_path / "share", "--tracked-codes", str(tmp_path / "codes.npy"), "--tracked-codes-share", "2")
     assert r.exit_code == 2 and "--tracked-codes-share 2.0: expected a fraction from 0 to 1" in r.output
     r = train_tiny(tmp_path / "shape", "--tracked-codes", str(tmp_path / "bad.npy"), "--tracked-codes-share", "1")
@@ -72,8 +84,8 @@ def test_cli_trains_with_tracked_codes_and_refuses_what_cannot_carry_them(tmp_pa
     r = train_tiny(tmp_path / "fresh", "--tracked-codes", str(tmp_path / "codes.npy"), "--tracked-codes-share",
                    "1", "--source", "fresh")
     assert r.exit_code == 2 and "needs the synthetic pool" in r.output
-    assert not any((tmp_path / n).exists() for n in ("none", "share", "shape", "fresh"))
+    assert not any((tmp_path / n).exists() for n in ("none", "mix", "share", "shape", "fresh"))
     r = train_tiny(tmp_path / "run", "--tracked-codes", str(tmp_path / "codes.npy"), "--tracked-codes-share", "1",
-                   "--quiet")
+                   "--tracked-codes-mix", "0.5", "--quiet")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "run" / "model.safetensors").is_file()

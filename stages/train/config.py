@@ -101,6 +101,9 @@ class TrainConfig:
     tracked_codes_share: float = opt(0.0, "Fraction of the synthetic pool's expressions drawn from --tracked-codes "
                                           "instead of the generator's own (1-4 actions a code, where a tracker "
                                           "sets about a dozen channels at once).")
+    tracked_codes_mix: float = opt(0.0, "Fraction of the worn tracked codes that are a random blend of two "
+                                        "(l*a + (1-l)*b, l uniform): dense codes no clip had, so that the network "
+                                        "cannot learn the source clips' codes one by one.")
     workers: int = opt(2, "Processes decoding dataset frames ahead (0: none).")
     time_limit: float = opt(0.0, "Save and stop after this many seconds (0: none); resume continues.")
     init: str = ""  # start from these weights (a checkpoint file or folder) instead of random ones (--init)

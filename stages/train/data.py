@@ -157,7 +157,8 @@ class SynthPool:
                  timesteps: int = 8, cameras: int = 16, lifetime: int = 400, consistent_inputs: bool = False,
                  prior: str = "builtin", configs: int = 6, recipe: Recipe | None = None,
                  recipe_share: float = 1.0, input_view_targets: int = 0, narrow_share: float = 0.0,
-                 contrast: bool = False, tracked: numpy.ndarray | None = None, tracked_share: float = 0.0):
+                 contrast: bool = False, tracked: numpy.ndarray | None = None, tracked_share: float = 0.0,
+                 tracked_mix: float = 0.0):
         if cameras < n_inputs + n_supervision:
             raise ValueError("the studio needs at least n_inputs + n_supervision cameras")
         self.size, self.n_inputs, self.n_supervision, self.seed = size, n_inputs, n_supervision, seed
@@ -167,6 +168,7 @@ class SynthPool:
         self.input_view_targets, self.narrow_share = input_view_targets, narrow_share
         self.contrast = contrast and timesteps > 1 and n_supervision > 1
         self.tracked, self.tracked_share = tracked, (tracked_share if tracked is not None else 0.0)
+        self.tracked_mix = tracked_mix
         self._cache: dict[int, tuple[int, dict]] = {}
         self.built = 0
 
@@ -209,7 +211,13 @@ class SynthPool:
             tg = np.random.default_rng(stable_seed(sid, 101))
             wear = tg.random(self.timesteps) < self.tracked_share
             rows = tg.integers(0, len(self.tracked), self.timesteps)
-            exprs[wear] = self.tracked[rows[wear]]
+            worn = self.tracked[rows]
+            if self.tracked_mix > 0:  # drawn after the rows: without blends the codes are the same
+                blend = tg.random(self.timesteps) < self.tracked_mix
+                other = self.tracked[tg.integers(0, len(self.tracked), self.timesteps)]
+                lam = tg.random(self.timesteps)[:, None].astype(np.float32)
+                worn = np.where(blend[:, None], lam * worn + (1 - lam) * other, worn)
+            exprs[wear] = worn[wear]
         rgb, alpha, depth = [], [], []
         for t in range(self.timesteps):
             out = render_head(identity, exprs[t], cams, device=device)

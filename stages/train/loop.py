@@ -224,7 +224,7 @@ def make_source(cfg: TrainConfig, size: int, mix: list[tuple[str, float]], recip
                              cfg.pool_configs, recipe, cfg.recipe_share, cfg.input_view_targets,
                              cfg.narrow_inputs, contrast=cfg.expr_contrast > 0,
                              tracked=tracked_codes(cfg.tracked_codes) if cfg.tracked_codes_share > 0 else None,
-                             tracked_share=cfg.tracked_codes_share)
+                             tracked_share=cfg.tracked_codes_share, tracked_mix=cfg.tracked_codes_mix)
         return SynthSource(size, cfg.n_inputs, cfg.n_supervision, cfg.n_cameras, cfg.seed, cfg.consistent_inputs)
 
     on_disk = all(spec != "synth" for spec, _ in mix)
