@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,9 @@ def case_errors(case: Path, renders: Path, by: str) -> dict[tuple[str, str], lis
     """Per (image, region) the targets' MSE shares; also (image, "whole") and (image, "picture PSNR")."""
     out: dict[tuple[str, str], list[float]] = {}
     meta = json.loads((case / "meta.json").read_text()) if by == "frame" else None
+    if meta is not None and any("size" not in t for t in meta["targets"]):
+        sys.exit(f"{case / 'meta.json'}: its targets record no frame size, which --by frame needs "
+                 "(dev cases cut before make_dev_cases.py recorded it: cut them again)")
     for gt_path in sorted(case.glob("gt/[0-9][0-9][0-9].png")):
         k = gt_path.stem
         mask = np.asarray(Image.open(case / "gt" / f"mask_{k}.png").convert("L"), np.float64) / 255

@@ -13,7 +13,7 @@
 # /tmp/keep/avg_NAME = ½ CKPT + ½ the run's weights (fp16) for a scoring call on the same warm machine.
 # EXPR=1 scores the run's weights on the expression benchmark (expr_NAME.md) and, with CODES=video:CACHE (a
 # cache whose `test` split holds tracked clips, e.g. .gpucases/clips63), on the same subjects wearing those
-# clips' tracked codes (expr_codes_NAME.md): about a minute each.
+# clips' tracked codes (expr_codes_NAME.md): about a minute each, and only once the run has reached STEPS.
 set -eu
 KEEP=/tmp/keep
 mkdir -p "$KEEP" "$OUT"
@@ -39,7 +39,9 @@ if [ -n "${AVERAGE:-}" ]; then
   rm -rf "$KEEP/avg_$NAME"
   python3 -m stages.train.average "$KEEP/avg_$NAME" "$AVERAGE" "$KEEP/ship_$NAME" --weights 1,1 --dtype float16
 fi
-if [ -n "${EXPR:-}" ]; then
+if [ -n "${EXPR:-}" ] && grep -q "stopped early" "$OUT/train_$NAME.log"; then
+  echo "$NAME stopped at its time limit: expression scores wait for the call that finishes it"
+elif [ -n "${EXPR:-}" ]; then
   python3 benchmarks/eval_expression.py --checkpoint "$KEEP/ship_$NAME" --seeds 1000-1007 --device cuda \
     --json "$OUT/expr_$NAME.json" 2>&1 | tail -n 1 >"$OUT/expr_$NAME.md"
   if [ -n "${CODES:-}" ]; then

@@ -8,12 +8,18 @@
 #     and $SOLVED's train/val/test split in split.json, so both caches hold out the same clips. Training reads it.
 # Session 14 rebuilt both this way and reproduced release 4's earlier figures on them exactly.
 #
+# Then the carry-sized parts of $C63 (stages.datasets.video_track.split_cache): $TRAIN (.c63train, its 32 train
+# clips, 29 MB: what a GPU training call carries) and $TEST (.gpucases/clips63, its 4 test clips, 3 MB: what
+# gpu_refine_sweep.sh's CLIPS and eval_expression.py --codes read). All four are git-ignored.
+#
 #   benchmarks/make_clip_caches.sh            # CLIPS=../shared/real/clips SOLVED=.cache_clips256 C63=.cache_real63
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 CLIPS=${CLIPS:-../shared/real/clips}
 SOLVED=${SOLVED:-.cache_clips256}
 C63=${C63:-.cache_real63}
+TRAIN=${TRAIN:-.c63train}
+TEST=${TEST:-.gpucases/clips63}
 PY=${PY:-.venv/bin/python}
 [ -d "$CLIPS" ] || { echo "no clips folder $CLIPS (set CLIPS=...)" >&2; exit 2; }
 tmp=$(mktemp -d)
@@ -37,3 +43,9 @@ with open(f"{c63}/split.json", "w") as f:
     json.dump(splits, f, indent=1)
 print(f"{c63}/split.json: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
 PYEOF
+rm -rf "$TRAIN" "$TEST" && mkdir -p "$(dirname "$TEST")"
+for part in "train:$TRAIN" "test:$TEST"; do
+  "$PY" -c 'import sys; from stages.datasets.video_track import split_cache
+print(f"{sys.argv[2]}: {len(split_cache(sys.argv[1], sys.argv[2], sys.argv[3]))} {sys.argv[3]} clips")' \
+    "$C63" "${part#*:}" "${part%%:*}"
+done

@@ -143,7 +143,7 @@ def make_case(video: Path, out: Path, name: str) -> dict:
                            "fl_y": fl, "cx": w / 2.0, "cy": h / 2.0, "w": w, "h": h,
                            "transform_matrix": c2w[i].tolist()})
         yaw, pitch = yaw_pitch(faces[i])
-        meta_inputs.append({"file": f"src/images/{k:03d}.png", "frame": i, "yaw": round(yaw, 2),
+        meta_inputs.append({"file": f"src/images/{k:03d}.png", "frame": i, "size": [w, h], "yaw": round(yaw, 2),
                             "pitch": round(pitch, 2), "cam_dist_m": round(float(np.linalg.norm(c2w[i][:3, 3])), 4)})
     note = "cameras from MediaPipe head pose (63 deg vertical FOV virtual camera); world = canonical face frame"
     (out / "src/transforms.json").write_text(json.dumps({"camera_model": "OPENCV", "note": note,
@@ -164,7 +164,7 @@ def make_case(video: Path, out: Path, name: str) -> dict:
         rgba = np.concatenate([crop(frames[ni], nbox, 255), crop(masks[ni], nbox, 0)[..., None]], axis=-1)
         write_image(out / f"baseline/nearest_{j:03d}.png", rgba)
         write_image(out / f"baseline/nearest_face_{j:03d}.png", face_in_crop(faces[ni].landmarks, nbox))
-        meta_targets.append({"file": f"gt/{j:03d}.png", "frame": i, "nearest_input": near,
+        meta_targets.append({"file": f"gt/{j:03d}.png", "frame": i, "size": [w, h], "nearest_input": near,
                              "nearest_angle_deg": round(to_inputs[near], 2),
                              "angles_to_inputs_deg": [round(a, 2) for a in to_inputs],
                              "crop": dict(zip(("x0", "y0", "side"), box, strict=True))})

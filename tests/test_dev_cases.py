@@ -66,6 +66,8 @@ def test_cases_from_a_public_clip_have_the_scorer_layout(tmp_path):
     assert np.load(case / "targets" / "expressions.npy").shape == (dev.N_TARGETS, 52)
     split = meta["split_frame"]
     assert all(m["frame"] < split for m in meta["inputs"]) and all(m["frame"] >= split for m in meta["targets"])
+    # each frame's size, as the real cases record it (error_regions.py --by frame finds the frame's edge from it)
+    assert all(m["size"] == [src["frames"][0]["w"], src["frames"][0]["h"]] for m in meta["inputs"] + meta["targets"])
     for j in range(dev.N_TARGETS):
         for name in (f"gt/{j:03d}.png", f"gt/mask_{j:03d}.png", f"gt/face_{j:03d}.png",
                      f"baseline/nearest_{j:03d}.png", f"baseline/nearest_face_{j:03d}.png"):

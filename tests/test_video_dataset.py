@@ -191,6 +191,33 @@ def test_a_shrunk_cache_reads_alone(corpus, tracked, tmp_path):
         shrink_cache(corpus / "cache", tmp_path / "q0", 32, quality=0)
 
 
+def test_a_split_of_a_cache_travels_alone(corpus, tracked, tmp_path):
+    """split_cache copies one split's clips into a cache whose split.json holds them alone, so a GPU call carries
+    the training clips (or a scorer the test clips) and reads them, codes included, as the full cache does."""
+    from stages.datasets.video_track import shrink_cache, split_cache
+    from stages.synth.tracked_codes import tracked_codes
+
+    shrink_cache(corpus / "cache", tmp_path / "small", 32)
+    names = open_dataset(f"video:{tmp_path / 'small'}", 32).all_subjects()
+    assert len(names) >= 2
+    (tmp_path / "small" / "split.json").write_text(json.dumps({"train": names[:1], "val": [], "test": names[1:]}))
+    assert split_cache(tmp_path / "small", tmp_path / "train", "train") == names[:1]
+    part = open_dataset(f"video:{tmp_path / 'train'}", 32)
+    full = open_dataset(f"video:{tmp_path / 'small'}", 32)
+    assert part.all_subjects() == names[:1] and part.splits() == {"train": names[:1], "val": [], "test": []}
+    a, b = part.load(names[0], 3), full.load(names[0], 3)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    np.testing.assert_array_equal(tracked_codes(f"video:{tmp_path / 'train'}", "train"),
+                                  tracked_codes(f"video:{tmp_path / 'small'}", "train"))
+    with pytest.raises(BadInput, match="exists"):
+        split_cache(tmp_path / "small", tmp_path / "train", "train")
+    with pytest.raises(BadInput, match="no split 'dev'"):
+        split_cache(tmp_path / "small", tmp_path / "dev", "dev")
+    with pytest.raises(BadInput, match="no split.json"):
+        split_cache(tmp_path / "train" / "nowhere", tmp_path / "x", "train")
+    assert not (tmp_path / "dev").exists() and not (tmp_path / "x").exists()
+
+
 def test_reenactment_inputs_early_targets_later(corpus, tracked):
     ds = open_dataset(f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}&source_part=0.5", 32)
     ins, outs = ds.reenactment("turning.mp4", 4, 8)

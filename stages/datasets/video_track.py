@@ -498,6 +498,40 @@ def shrink_cache(src: Path, dst: Path, res: int, quality: int | None = None) -> 
     return out
 
 
+def split_cache(src: Path, dst: Path, split: str) -> list[str]:
+    """Copy the clips of one split of a tracking cache (its `split.json`) into a cache of their own whose
+    split.json holds them under that split alone: training carries only its `train` clips to a GPU machine, and
+    a scorer only the `test` clips, with nothing of the other splits beside them. Returns the clips' names."""
+    src, dst = Path(src), Path(dst)
+    split_file = src / "split.json"
+    if not split_file.is_file():
+        raise BadInput("the cache has no split.json to take a split from", src)
+    splits = json.loads(split_file.read_text())
+    if split not in splits:
+        raise BadInput(f"split.json has no split '{split}' (it has {', '.join(sorted(splits))})", split_file)
+    index = json.loads((src / "index.json").read_text())
+    names = list(splits[split])
+    missing = [n for n in names if n not in index["clips"]]
+    if missing:
+        raise BadInput(f"split '{split}' names clips the cache does not hold: {', '.join(missing)}", split_file)
+    if dst.exists():
+        raise BadInput("output folder exists; remove it or choose another", dst)
+    tmp = dst.with_name(dst.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    clips = {n: index["clips"][n] for n in names}
+    for entry in clips.values():
+        shutil.copytree(src / entry["folder"], tmp / entry["folder"])
+    for extra in sorted(src.glob("*.npz")):  # the canonical face shared by the cache's clips
+        shutil.copy2(extra, tmp / extra.name)
+    usable = sum(e.get("verdict") == "usable" for e in clips.values())
+    out = {**index, "clips": clips, "summary": {"usable": usable}, "split_from": f"{src}:{split}"}
+    (tmp / "index.json").write_text(json.dumps(out, indent=1))
+    (tmp / "split.json").write_text(json.dumps({k: (names if k == split else []) for k in splits}, indent=1))
+    os.replace(tmp, dst)
+    return names
+
+
 def summary_line(index: dict) -> str:
     """'N clips: U usable; skipped: k no face, ...'."""
     s = index["summary"]
