@@ -216,6 +216,11 @@ def test_a_split_of_a_cache_travels_alone(corpus, tracked, tmp_path):
     with pytest.raises(BadInput, match="no split.json"):
         split_cache(tmp_path / "train" / "nowhere", tmp_path / "x", "train")
     assert not (tmp_path / "dev").exists() and not (tmp_path / "x").exists()
+    folder = json.loads((tmp_path / "small" / "index.json").read_text())["clips"][names[1]]["folder"]
+    shutil.rmtree(tmp_path / "small" / folder)  # a test clip lost from the cache: refused by name, nothing written
+    with pytest.raises(BadInput, match="does not hold"):
+        split_cache(tmp_path / "small", tmp_path / "test", "test")
+    assert not (tmp_path / "test").exists() and not list(tmp_path.glob("test.tmp-*"))
 
 
 def test_reenactment_inputs_early_targets_later(corpus, tracked):

@@ -511,7 +511,7 @@ def split_cache(src: Path, dst: Path, split: str) -> list[str]:
         raise BadInput(f"split.json has no split '{split}' (it has {', '.join(sorted(splits))})", split_file)
     index = json.loads((src / "index.json").read_text())
     names = list(splits[split])
-    missing = [n for n in names if n not in index["clips"]]
+    missing = [n for n in names if n not in index["clips"] or not (src / index["clips"][n]["folder"]).is_dir()]
     if missing:
         raise BadInput(f"split '{split}' names clips the cache does not hold: {', '.join(missing)}", split_file)
     if dst.exists():
@@ -519,16 +519,19 @@ def split_cache(src: Path, dst: Path, split: str) -> list[str]:
     tmp = dst.with_name(dst.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    clips = {n: index["clips"][n] for n in names}
-    for entry in clips.values():
-        shutil.copytree(src / entry["folder"], tmp / entry["folder"])
-    for extra in sorted(src.glob("*.npz")):  # the canonical face shared by the cache's clips
-        shutil.copy2(extra, tmp / extra.name)
-    usable = sum(e.get("verdict") == "usable" for e in clips.values())
-    out = {**index, "clips": clips, "summary": {"usable": usable}, "split_from": f"{src}:{split}"}
-    (tmp / "index.json").write_text(json.dumps(out, indent=1))
-    (tmp / "split.json").write_text(json.dumps({k: (names if k == split else []) for k in splits}, indent=1))
-    os.replace(tmp, dst)
+    try:  # written aside and moved into place whole: a failed copy leaves nothing behind
+        clips = {n: index["clips"][n] for n in names}
+        for entry in clips.values():
+            shutil.copytree(src / entry["folder"], tmp / entry["folder"])
+        for extra in sorted(src.glob("*.npz")):  # the canonical face shared by the cache's clips
+            shutil.copy2(extra, tmp / extra.name)
+        usable = sum(e.get("verdict") == "usable" for e in clips.values())
+        out = {**index, "clips": clips, "summary": {"usable": usable}, "split_from": f"{src}:{split}"}
+        (tmp / "index.json").write_text(json.dumps(out, indent=1))
+        (tmp / "split.json").write_text(json.dumps({k: (names if k == split else []) for k in splits}, indent=1))
+        os.replace(tmp, dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return names
 
 
