@@ -61,3 +61,40 @@ def test_a_checkpoint_whose_tensors_do_not_fit_its_config_is_bad_input(tmp_path,
     assert main([str(tmp_path / "soup"), str(liar), str(liar)]) == 2
     assert "does not match its own config" in capsys.readouterr().err
     assert not (tmp_path / "soup").exists()
+
+
+def test_module_weights_blend_one_module_on_its_own(tmp_path):
+    a, ma = _tiny(tmp_path / "a.safetensors", 0)
+    b, mb = _tiny(tmp_path / "b.safetensors", 1)
+    out = tmp_path / "merge"
+    assert main([str(out), str(a), str(b), "--module-weights", "up=1,0", "--module-weights", "blocks.0=1,3",
+                 "--dtype", "float32"]) == 0
+    merged, _ = load_model(out)
+    sa, sb, sm = ma.state_dict(), mb.state_dict(), merged.state_dict()
+    kinds = set()
+    for k, v in sm.items():
+        if not v.is_floating_point():
+            continue
+        if k.startswith("up."):
+            share, kind = 1.0, "up"
+        elif k.startswith("blocks.0."):
+            share, kind = 0.25, "block 0"
+        else:
+            share, kind = 0.5, "rest"
+        kinds.add(kind)
+        torch.testing.assert_close(v, share * sa[k] + (1 - share) * sb[k], rtol=1e-6, atol=1e-6)
+    assert kinds == {"up", "block 0", "rest"}
+    _, raw = read_checkpoint(out)
+    assert json.loads(raw["module_weights"]) == {"up": [1.0, 0.0], "blocks.0": [0.25, 0.75]}
+
+
+def test_module_weights_that_name_nothing_or_do_not_parse_are_refused(tmp_path, capsys):
+    a, _ = _tiny(tmp_path / "a.safetensors", 0)
+    b, _ = _tiny(tmp_path / "b.safetensors", 1)
+    assert main([str(tmp_path / "m1"), str(a), str(b), "--module-weights", "upsampler=1,0"]) == 2
+    assert "upsampler names no parameter" in capsys.readouterr().err
+    assert main([str(tmp_path / "m2"), str(a), str(b), "--module-weights", "up=1"]) == 2
+    assert "--module-weights up needs 2" in capsys.readouterr().err
+    assert main([str(tmp_path / "m3"), str(a), str(b), "--module-weights", "up"]) == 2
+    assert "is not PREFIX=W1,W2" in capsys.readouterr().err
+    assert not any((tmp_path / m).exists() for m in ("m1", "m2", "m3"))

@@ -249,3 +249,43 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     assert sorted(p.name for p in run.iterdir()) == ["train_state.safetensors"]  # the user's run is untouched
     longer = TrainConfig(out="elsewhere", preset="tiny", device="cuda", steps=99999, log_every=3)
     check_resumable(longer, stored.to_json(), run)  # more steps, other logging, another device: allowed
+
+
+def test_train_only_refits_the_named_modules_and_keeps_the_rest(tmp_path):
+    """--train-only up,fuse,head: those weights move, every other weight is --init's to the bit."""
+    from stages.model import Avat3rNet
+    from stages.model.checkpoint import save_checkpoint
+    from stages.model.config import preset
+
+    torch.manual_seed(5)
+    init = save_checkpoint(tmp_path / "init.safetensors", Avat3rNet(preset("tiny")))
+    start = load_file(str(init))
+    logs: list[str] = []
+    train(_cfg(tmp_path / "run", steps=3, init=str(init), train_only="up,fuse,head"), log=logs.append,
+          resume=False)
+    end = load_file(str(tmp_path / "run" / "model.safetensors"))
+    head = ("up.", "fuse.", "head.")
+    moved = [k for k in end if not torch.equal(end[k].float(), start[k].float())]
+    assert moved and all(k.startswith(head) for k in moved), moved
+    assert any(k.startswith("up.") for k in moved) and any(k.startswith("head.") for k in moved)
+    assert any("training" in m and "(up,fuse,head)" in m for m in logs)
+
+
+def test_train_only_with_a_prefix_that_names_nothing_or_without_init_is_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    from avat3r_cli.app import app
+
+    run = tmp_path / "run"
+    r = CliRunner().invoke(app, ["train", "--out", str(run), "--device", "cpu", "--quiet", "--preset", "tiny",
+                                 "--train-only", "up"])
+    assert r.exit_code == 2 and "give --init" in r.output and not run.exists(), r.output
+    from stages.model import Avat3rNet
+    from stages.model.checkpoint import save_checkpoint
+    from stages.model.config import preset
+
+    init = save_checkpoint(tmp_path / "init.safetensors", Avat3rNet(preset("tiny")))
+    r = CliRunner().invoke(app, ["train", "--out", str(run), "--device", "cpu", "--quiet", "--preset", "tiny",
+                                 "--init", str(init), "--train-only", "up,upsampler"])
+    assert r.exit_code == 2 and "--train-only upsampler: names no parameter" in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1 and not run.exists()

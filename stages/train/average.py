@@ -5,7 +5,12 @@ weights is a model too, and often generalises better than each of them. Only che
 architecture can be averaged (their configs must agree); the result keeps the first one's config and records
 its sources and their weights in its metadata.
 
-    python -m stages.train.average OUT CKPT CKPT [...] [--weights 1,1,...] [--dtype float16]
+A module can take weights of its own (`--module-weights up=1,0`): averaging two lines of training blurs the parts
+where they disagree most, and a blend that keeps one parent's output layers whole can be better than either
+uniform blend (issue 17: release 4's upsampler and Gaussian head with the mean of the rest).
+
+    python -m stages.train.average OUT CKPT CKPT [...] [--weights 1,1,...] [--module-weights PREFIX=w1,w2,...]
+        [--dtype float16]
 """
 
 from __future__ import annotations
@@ -24,17 +29,34 @@ from stages.model.network import Avat3rNet
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
-def average_checkpoints(paths: list[Path], weights: list[float] | None = None) -> tuple[Avat3rNet, dict[str, str]]:
-    """The weighted mean of the checkpoints' float tensors (integer buffers are taken from the first)."""
+def _normalised(weights: list[float], n: int, what: str) -> list[float]:
+    """Weights that sum to one; refuses a list of the wrong length, a negative weight or all zeros."""
+    if len(weights) != n or min(weights) < 0 or sum(weights) <= 0:
+        raise BadInput(f"{what} needs {n} non-negative numbers that do not all vanish")
+    total = float(sum(weights))
+    return [w / total for w in weights]
+
+
+def _module_of(name: str, prefixes: list[str]) -> str | None:
+    """The longest prefix naming `name`'s module (a whole dotted component: `up` is not `upper`), or None."""
+    hits = [p for p in prefixes if name == p or name.startswith(p + ".")]
+    return max(hits, key=len) if hits else None
+
+
+def average_checkpoints(paths: list[Path], weights: list[float] | None = None,
+                        module_weights: dict[str, list[float]] | None = None) -> tuple[Avat3rNet, dict[str, str]]:
+    """The weighted mean of the checkpoints' float tensors (integer buffers are taken from the first).
+
+    `module_weights` maps a parameter-name prefix (a module such as `up` or `blocks.3`) to weights of its own for
+    the tensors under it; the longest matching prefix wins and every prefix must name at least one tensor."""
     if len(paths) < 2:
         raise BadInput("give at least two checkpoints to average")
-    weights = weights or [1.0] * len(paths)
-    if len(weights) != len(paths) or min(weights) < 0 or sum(weights) <= 0:
-        raise BadInput(f"--weights needs {len(paths)} non-negative numbers that do not all vanish")
-    total = float(sum(weights))
+    shares = _normalised(weights or [1.0] * len(paths), len(paths), "--weights")
+    module_shares = {p: _normalised(w, len(paths), f"--module-weights {p}")
+                     for p, w in (module_weights or {}).items()}
     mean: dict[str, torch.Tensor] = {}
     first: Avat3rNet | None = None
-    for path, w in zip(paths, weights, strict=True):
+    for i, path in enumerate(paths):
         model, _ = load_model(path)  # refuses a checkpoint whose tensors do not fit its own config
         if first is None:
             first = model
@@ -45,11 +67,19 @@ def average_checkpoints(paths: list[Path], weights: list[float] | None = None) -
             if not v.is_floating_point():
                 mean.setdefault(k, v)
                 continue
-            mean[k] = mean.get(k, torch.zeros(v.shape, dtype=torch.float32)) + v.float() * (w / total)
+            module = _module_of(k, list(module_shares))
+            w = module_shares[module][i] if module else shares[i]
+            mean[k] = mean.get(k, torch.zeros(v.shape, dtype=torch.float32)) + v.float() * w
     assert first is not None
+    unused = [p for p in module_shares if not any(_module_of(k, [p]) for k in mean)]
+    if unused:
+        raise BadInput(f"--module-weights {unused[0]} names no parameter of the model")
     first.load_state_dict(mean)
-    sources = [{"checkpoint": str(p), "weight": w / total} for p, w in zip(paths, weights, strict=True)]
-    return first, {"averaged_from": json.dumps(sources)}
+    sources = [{"checkpoint": str(p), "weight": w} for p, w in zip(paths, shares, strict=True)]
+    meta = {"averaged_from": json.dumps(sources)}
+    if module_shares:
+        meta["module_weights"] = json.dumps(module_shares)
+    return first, meta
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out", type=Path, help="output shard folder (or .safetensors file)")
     ap.add_argument("checkpoints", type=Path, nargs="+")
     ap.add_argument("--weights", default="", help="comma-separated weights (default: equal)")
+    ap.add_argument("--module-weights", action="append", default=[], metavar="PREFIX=W1,W2",
+                    help="weights of their own for the parameters under PREFIX (e.g. up=1,0); repeatable")
     ap.add_argument("--dtype", default="float16", choices=sorted(DTYPES))
     args = ap.parse_args(argv)
     try:
@@ -64,10 +96,20 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print(f"error: --weights {args.weights!r} is not a comma-separated list of numbers", file=sys.stderr)
         return 2
+    module_weights: dict[str, list[float]] = {}
+    for spec in args.module_weights:
+        prefix, _, values = spec.partition("=")
+        try:
+            module_weights[prefix.strip()] = [float(w) for w in values.split(",")]
+        except ValueError:
+            prefix = ""
+        if not prefix.strip():
+            print(f"error: --module-weights {spec!r} is not PREFIX=W1,W2,... (e.g. up=1,0)", file=sys.stderr)
+            return 2
     try:
         if args.out.exists():
             raise BadInput("already exists; choose a new output path", args.out)
-        model, meta = average_checkpoints(args.checkpoints, weights)
+        model, meta = average_checkpoints(args.checkpoints, weights, module_weights)
         save_checkpoint(args.out, model, meta, dtype=DTYPES[args.dtype], shard=args.out.suffix != ".safetensors")
     except BadInput as err:
         print(f"error: {err}", file=sys.stderr)

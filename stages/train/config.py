@@ -73,6 +73,8 @@ class TrainConfig:
                                           "of the distances of the Gaussians each target pixel blends, on 2 "
                                           "supervision views per avatar; penalises the fog of faint Gaussians at "
                                           "disagreeing depths (0: off).")
+    train_only: str = opt("", "Comma-separated parameter-name prefixes that train (e.g. up,fuse,head: the upsampler "
+                          "and the Gaussian head); every other weight stays as --init gave it ('': all train).")
     fresh_lr: float = opt(1.0, "Learning-rate multiplier for the weights of options that start as a no-op "
                                "(input_codes' projection, decoder_self_layers' blocks), so that under --init a "
                                "new part catches up with a network already trained without it.")

@@ -44,12 +44,33 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 def param_groups(model: Avat3rNet, fresh_lr: float) -> list[dict]:
     """AdamW groups: the weights of options that start as a no-op (`Avat3rNet.fresh_parameters`) in a group of
     their own at `fresh_lr` times the schedule when that is not 1, so an option added to a trained network can
-    learn at its own pace without moving the rest faster."""
+    learn at its own pace without moving the rest faster. Frozen weights (`freeze_all_but`) are in no group."""
     fresh = {id(p) for p in model.fresh_parameters().values()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
     if fresh_lr == 1.0 or not fresh:
-        return [{"params": list(model.parameters()), "lr_mult": 1.0}]
-    return [{"params": [p for p in model.parameters() if id(p) not in fresh], "lr_mult": 1.0},
-            {"params": [p for p in model.parameters() if id(p) in fresh], "lr_mult": fresh_lr}]
+        return [{"params": trainable, "lr_mult": 1.0}]
+    return [{"params": [p for p in trainable if id(p) not in fresh], "lr_mult": 1.0},
+            {"params": [p for p in trainable if id(p) in fresh], "lr_mult": fresh_lr}]
+
+
+def freeze_all_but(model: torch.nn.Module, prefixes: str) -> int:
+    """Freeze every weight outside the comma-separated name prefixes (each a whole dotted component: `up` is not
+    `upper`), so a run can re-fit one part of a trained network and keep the rest exactly (issue 17: the output
+    layers of a weight average, whose trunk generalises). Returns how many weights train; '' leaves all."""
+    names = [n.strip() for n in prefixes.split(",") if n.strip()]
+    if not names:
+        return sum(p.numel() for p in model.parameters())
+    named = dict(model.named_parameters())
+    unused = [n for n in names if not any(k == n or k.startswith(n + ".") for k in named)]
+    if unused:
+        raise BadInput(f"--train-only {unused[0]}: names no parameter of the model (its top-level parts: "
+                       f"{', '.join(dict.fromkeys(k.split('.')[0] for k in named))})")
+    count = 0
+    for k, p in named.items():
+        keep = any(k == n or k.startswith(n + ".") for n in names)
+        p.requires_grad_(keep)
+        count += p.numel() if keep else 0
+    return count
 
 
 def decode_plan(codes: Tensor) -> tuple[list[tuple[int, int]], list[list[int]]]:
@@ -283,6 +304,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
     state = resume_point(out) if resume else None
     if state is not None:
         check_resumable(cfg, state.config_json, out / STATE_FILE)
+    if cfg.train_only and not cfg.init and state is None:
+        raise BadInput(f"--train-only {cfg.train_only}: the other weights stay as --init gives them; give --init")
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank = int(os.environ.get("RANK", "0"))
     if distributed:
@@ -291,9 +314,12 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, resume: bool = T
         device = torch.device("cuda", torch.cuda.current_device())
     else:
         device = torch.device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     model = Avat3rNet(model_cfg).to(device)
+    trained = freeze_all_but(model, cfg.train_only)  # before the run folder exists: a bad prefix leaves none
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.train_only:
+        log(f"training {trained:,} of {sum(p.numel() for p in model.parameters()):,} weights ({cfg.train_only})")
     if cfg.init:
         from stages.model.checkpoint import read_checkpoint
 
