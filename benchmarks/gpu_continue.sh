@@ -9,8 +9,9 @@
 #     bash benchmarks/gpu_continue.sh        # first call: carry .whl, $DATA and $INIT
 #   NAME=L8 STEPS=5000 LIMIT=520 FLAGS="(the same)" bash benchmarks/gpu_continue.sh   # later calls: carry .whl
 # DATA is a 63° clip cache, mixed as session 16's recipe (20% clips, 80% synthetic `wide` at share 0.8,
-# 16 pool slots, half the clip examples with narrow input sets). AVERAGE=CKPT also writes
-# /tmp/keep/avg_NAME = ½ CKPT + ½ the run's weights (fp16) for a scoring call on the same warm machine.
+# 16 pool slots, half the clip examples with narrow input sets; CLIP_SHARE=0.4 NARROW=0 give release 4's
+# clip share and input sets). AVERAGE=CKPT also writes /tmp/keep/avg_NAME = ½ CKPT + ½ the run's weights
+# (fp16) for a scoring call on the same warm machine.
 # EXPR=1 scores the run's weights on the expression benchmark (expr_NAME.md) and, with CODES=video:CACHE (a
 # cache whose `test` split holds tracked clips, e.g. .gpucases/clips63), on the same subjects wearing those
 # clips' tracked codes (expr_codes_NAME.md): about a minute each, and only once the run has reached STEPS.
@@ -31,8 +32,8 @@ nvidia-smi --query-gpu=name,memory.total --format=csv >"$OUT/gpus.csv" 2>&1 || t
 python3 -m avat3r_cli.app train --out "$RUN" --init "$KEEP/init_$NAME" --resume --preset base --batch-size 4 \
   --prior builtin --log-every 100 --ckpt-every 100000 --val-every 100000 --lr "${LR:-2e-4}" --warmup 200 \
   --pool-lifetime 2000 --steps "${STEPS:?}" --time-limit "${LIMIT:?}" \
-  --data "video:$KEEP/data@0.2" --data synth --recipe wide --recipe-share 0.8 --pool-slots 16 \
-  --narrow-video-inputs 0.5 ${FLAGS:-} --ship "$KEEP/ship_$NAME.new" >"$OUT/train_$NAME.log" 2>&1 \
+  --data "video:$KEEP/data@${CLIP_SHARE:-0.2}" --data synth --recipe wide --recipe-share 0.8 --pool-slots 16 \
+  --narrow-video-inputs "${NARROW:-0.5}" ${FLAGS:-} --ship "$KEEP/ship_$NAME.new" >"$OUT/train_$NAME.log" 2>&1 \
   || { tail -n 20 "$OUT/train_$NAME.log"; exit 1; }
 rm -rf "$KEEP/ship_$NAME" && mv "$KEEP/ship_$NAME.new" "$KEEP/ship_$NAME"
 if [ -n "${AVERAGE:-}" ]; then
