@@ -78,6 +78,12 @@ def test_fresh_weights_get_their_own_learning_rate():
     assert {id(p) for p in fresh["params"]} == {id(model.input_expr.weight), id(model.input_expr.bias)}
     assert len(rest["params"]) + 2 == len(list(model.parameters()))
     assert len(param_groups(Avat3rNet(preset("tiny")), 10.0)) == 1  # nothing fresh: one group
+    from stages.train.loop import freeze_all_but
+
+    freeze_all_but(model, "up,head")  # the fresh weights frozen too: no empty group for AdamW to refuse
+    (only,) = param_groups(model, 10.0)
+    assert {id(p) for p in only["params"]} == {id(p) for n, p in model.named_parameters()
+                                               if n.startswith(("up.", "head."))}
 
 
 def test_synthetic_batches_carry_the_inputs_true_codes():

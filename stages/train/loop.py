@@ -49,8 +49,9 @@ def param_groups(model: Avat3rNet, fresh_lr: float) -> list[dict]:
     trainable = [p for p in model.parameters() if p.requires_grad]
     if fresh_lr == 1.0 or not fresh:
         return [{"params": trainable, "lr_mult": 1.0}]
-    return [{"params": [p for p in trainable if id(p) not in fresh], "lr_mult": 1.0},
-            {"params": [p for p in trainable if id(p) in fresh], "lr_mult": fresh_lr}]
+    groups = [{"params": [p for p in trainable if id(p) not in fresh], "lr_mult": 1.0},
+              {"params": [p for p in trainable if id(p) in fresh], "lr_mult": fresh_lr}]
+    return [g for g in groups if g["params"]]  # --train-only may leave one of them empty
 
 
 def freeze_all_but(model: torch.nn.Module, prefixes: str) -> int:
