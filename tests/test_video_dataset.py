@@ -220,7 +220,7 @@ def test_a_split_of_a_cache_travels_alone(corpus, tracked, tmp_path):
     shutil.rmtree(tmp_path / "small" / folder)  # a test clip lost from the cache: refused by name, nothing written
     with pytest.raises(BadInput, match="does not hold"):
         split_cache(tmp_path / "small", tmp_path / "test", "test")
-    assert not (tmp_path / "test").exists() and not list(tmp_path.glob("test.tmp-*"))
+    assert not (tmp_path / "test").exists() and not list(tmp_path.glob(".test.*"))  # nor atomic_dir's temp
 
 
 def test_reenactment_inputs_early_targets_later(corpus, tracked):

@@ -37,7 +37,7 @@ import numpy as np
 
 from stages.datasets.clip_annotations import ClipSpan
 from stages.errors import BadInput
-from stages.io import to_uint8
+from stages.io import atomic_dir, to_uint8
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -516,10 +516,7 @@ def split_cache(src: Path, dst: Path, split: str) -> list[str]:
         raise BadInput(f"split '{split}' names clips the cache does not hold: {', '.join(missing)}", split_file)
     if dst.exists():
         raise BadInput("output folder exists; remove it or choose another", dst)
-    tmp = dst.with_name(dst.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:  # written aside and moved into place whole: a failed copy leaves nothing behind
+    with atomic_dir(dst) as tmp:  # written aside and moved into place whole: a failed copy leaves nothing behind
         clips = {n: index["clips"][n] for n in names}
         for entry in clips.values():
             shutil.copytree(src / entry["folder"], tmp / entry["folder"])
@@ -529,9 +526,6 @@ def split_cache(src: Path, dst: Path, split: str) -> list[str]:
         out = {**index, "clips": clips, "summary": {"usable": usable}, "split_from": f"{src}:{split}"}
         (tmp / "index.json").write_text(json.dumps(out, indent=1))
         (tmp / "split.json").write_text(json.dumps({k: (names if k == split else []) for k in splits}, indent=1))
-        os.replace(tmp, dst)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return names
 
 

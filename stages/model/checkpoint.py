@@ -126,6 +126,12 @@ def load_init_weights(model: Avat3rNet, state: dict[str, torch.Tensor], path: Pa
     return missing
 
 
+def in_module(name: str, prefix: str) -> bool:
+    """Whether weight `name` lies under the module `prefix` (whole dotted components: `up` holds `up.0.conv.weight`
+    but not `upper.weight`); how `average --module-weights` and `train --train-only` name parts of a network."""
+    return name == prefix or name.startswith(prefix + ".")
+
+
 def first_names(names: list[str], shown: int = 4) -> str:
     """The first few names, and how many more: a whole network's weight names would drown the message."""
     more = len(names) - shown

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from stages.errors import BadInput
-from stages.model.checkpoint import load_model, save_checkpoint
+from stages.model.checkpoint import in_module, load_model, save_checkpoint
 from stages.model.network import Avat3rNet
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -37,10 +37,18 @@ def _normalised(weights: list[float], n: int, what: str) -> list[float]:
     return [w / total for w in weights]
 
 
-def _module_of(name: str, prefixes: list[str]) -> str | None:
-    """The longest prefix naming `name`'s module (a whole dotted component: `up` is not `upper`), or None."""
-    hits = [p for p in prefixes if name == p or name.startswith(p + ".")]
-    return max(hits, key=len) if hits else None
+def _shares_by_name(names: list[str], shares: list[float],
+                    module_shares: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Each weight's shares: those of the longest --module-weights prefix naming its module, else --weights.
+    Refuses a prefix that names no weight, before any tensor is summed."""
+    unused = [p for p in module_shares if not any(in_module(k, p) for k in names)]
+    if unused:
+        raise BadInput(f"--module-weights {unused[0]} names no parameter of the model")
+    by_name = {}
+    for k in names:
+        hits = [p for p in module_shares if in_module(k, p)]
+        by_name[k] = module_shares[max(hits, key=len)] if hits else shares
+    return by_name
 
 
 def average_checkpoints(paths: list[Path], weights: list[float] | None = None,
@@ -56,24 +64,22 @@ def average_checkpoints(paths: list[Path], weights: list[float] | None = None,
                      for p, w in (module_weights or {}).items()}
     mean: dict[str, torch.Tensor] = {}
     first: Avat3rNet | None = None
+    share_of: dict[str, list[float]] = {}
     for i, path in enumerate(paths):
         model, _ = load_model(path)  # refuses a checkpoint whose tensors do not fit its own config
+        state = model.state_dict()
         if first is None:
             first = model
+            share_of = _shares_by_name(list(state), shares, module_shares)
         elif model.cfg != first.cfg:
             raise BadInput(f"its model config differs from {paths[0]}'s; only one architecture can be averaged",
                            path)
-        for k, v in model.state_dict().items():
+        for k, v in state.items():
             if not v.is_floating_point():
                 mean.setdefault(k, v)
                 continue
-            module = _module_of(k, list(module_shares))
-            w = module_shares[module][i] if module else shares[i]
-            mean[k] = mean.get(k, torch.zeros(v.shape, dtype=torch.float32)) + v.float() * w
+            mean[k] = mean.get(k, torch.zeros(v.shape, dtype=torch.float32)) + v.float() * share_of[k][i]
     assert first is not None
-    unused = [p for p in module_shares if not any(_module_of(k, [p]) for k in mean)]
-    if unused:
-        raise BadInput(f"--module-weights {unused[0]} names no parameter of the model")
     first.load_state_dict(mean)
     sources = [{"checkpoint": str(p), "weight": w} for p, w in zip(paths, shares, strict=True)]
     meta = {"averaged_from": json.dumps(sources)}

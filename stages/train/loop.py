@@ -20,7 +20,7 @@ from stages.errors import BadInput
 from stages.io import write_image
 from stages.metrics import psnr, ssim
 from stages.model import Avat3rNet
-from stages.model.checkpoint import first_names, load_init_weights, save_checkpoint
+from stages.model.checkpoint import first_names, in_module, load_init_weights, save_checkpoint
 from stages.model.network import GaussianMaps
 from stages.render import render
 from stages.train.config import TrainConfig, check_resumable, model_config
@@ -62,13 +62,13 @@ def freeze_all_but(model: torch.nn.Module, prefixes: str) -> int:
     if not names:
         return sum(p.numel() for p in model.parameters())
     named = dict(model.named_parameters())
-    unused = [n for n in names if not any(k == n or k.startswith(n + ".") for k in named)]
+    unused = [n for n in names if not any(in_module(k, n) for k in named)]
     if unused:
         raise BadInput(f"--train-only {unused[0]}: names no parameter of the model (its top-level parts: "
                        f"{', '.join(dict.fromkeys(k.split('.')[0] for k in named))})")
     count = 0
     for k, p in named.items():
-        keep = any(k == n or k.startswith(n + ".") for n in names)
+        keep = any(in_module(k, n) for n in names)
         p.requires_grad_(keep)
         count += p.numel() if keep else 0
     return count
