@@ -18,8 +18,7 @@
 set -eu
 KEEP=/tmp/keep
 mkdir -p "$KEEP" "$OUT"
-[ -f /tmp/site/.filled ] || { python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-  --upgrade --target /tmp/site .whl/*.whl && touch /tmp/site/.filled; }
+bash benchmarks/device_site.sh
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 NAME=${NAME:?a run name}
 RUN=$KEEP/runs/$NAME

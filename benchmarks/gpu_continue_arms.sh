@@ -14,8 +14,7 @@ set -eu
 KEEP=/tmp/keep
 mkdir -p "$KEEP" "$OUT"
 # shared set-up first, so the arms do not race on it
-[ -f /tmp/site/.filled ] || { python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-  --upgrade --target /tmp/site .whl/*.whl && touch /tmp/site/.filled; }
+bash benchmarks/device_site.sh
 [ -d "$KEEP/data" ] || [ -z "${DATA:-}" ] || cp -r "$DATA" "$KEEP/data"
 run_arm() {  # one arm's gpu_continue.sh call, its outputs in its own folder
   local arm=$1 extra=EXTRA_$1

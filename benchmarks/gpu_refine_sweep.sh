@@ -15,8 +15,8 @@
 # $PREP (default .gpucases) holds SET/case_*/ with capture/, and SET_score.py, the scorer of each set
 # (../shared/real/score.py for real and dev, ../shared/ood/score.py for ood).
 set -u
-# SKIP_PIP=1 where /tmp/site is already filled (two of these scripts side by side must not reinstall under each other)
-[ -n "${SKIP_PIP:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+# SKIP_PIP=1 skips benchmarks/device_site.sh (which installs .whl once per machine and wheel set)
+[ -n "${SKIP_PIP:-}" ] || bash benchmarks/device_site.sh
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 PREP=$(realpath "${PREP:-.gpucases}")
 CKPT=$(realpath "${CKPT:?a checkpoint folder}")

@@ -466,35 +466,32 @@ def shrink_cache(src: Path, dst: Path, res: int, quality: int | None = None) -> 
     if not 1 <= quality <= 100:
         raise BadInput(f"JPEG quality must be between 1 and 100, got {quality}")
     s = res / old
-    tmp = dst.with_name(dst.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    clips = {n: e for n, e in index["clips"].items() if e.get("verdict") == "usable"}
-    for entry in clips.values():
-        a, b = src / entry["folder"], tmp / entry["folder"]
-        (b / "crops").mkdir(parents=True)
-        (b / "masks").mkdir()
-        with np.load(a / "track.npz") as z:
-            arr = {k: z[k] for k in z.files}
-        arr["intr"] = arr["intr"] * s
-        arr["landmarks"] = arr["landmarks"] * s
-        np.savez_compressed(b / "track.npz", **arr)
-        for sub, ext in (("crops", "jpg"), ("masks", "png")):
-            for f in sorted((a / sub).glob(f"*.{ext}")):
-                img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
-                small = cv2.resize(img, (res, res), interpolation=cv2.INTER_AREA)
-                params = ([cv2.IMWRITE_JPEG_QUALITY, quality] if ext == "jpg"
-                          else [cv2.IMWRITE_PNG_COMPRESSION, 9])
-                cv2.imwrite(str(b / sub / f.name), small, params)
-        meta = json.loads((a / "meta.json").read_text())
-        meta["settings"].update(res=res, jpeg_quality=quality)
-        (b / "meta.json").write_text(json.dumps(meta, indent=1))
-    out = {**index, "settings": {**index["settings"], "res": res, "jpeg_quality": quality}, "clips": clips,
-           "summary": {"usable": len(clips)}, "shrunk_from": str(src)}
-    (tmp / "index.json").write_text(json.dumps(out, indent=1))
     if dst.exists():
         raise BadInput("output folder exists; remove it or choose another", dst)
-    os.replace(tmp, dst)
+    with atomic_dir(dst) as tmp:  # written aside and moved into place whole: a failed copy leaves nothing
+        clips = {n: e for n, e in index["clips"].items() if e.get("verdict") == "usable"}
+        for entry in clips.values():
+            a, b = src / entry["folder"], tmp / entry["folder"]
+            (b / "crops").mkdir(parents=True)
+            (b / "masks").mkdir()
+            with np.load(a / "track.npz") as z:
+                arr = {k: z[k] for k in z.files}
+            arr["intr"] = arr["intr"] * s
+            arr["landmarks"] = arr["landmarks"] * s
+            np.savez_compressed(b / "track.npz", **arr)
+            for sub, ext in (("crops", "jpg"), ("masks", "png")):
+                for f in sorted((a / sub).glob(f"*.{ext}")):
+                    img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
+                    small = cv2.resize(img, (res, res), interpolation=cv2.INTER_AREA)
+                    params = ([cv2.IMWRITE_JPEG_QUALITY, quality] if ext == "jpg"
+                              else [cv2.IMWRITE_PNG_COMPRESSION, 9])
+                    cv2.imwrite(str(b / sub / f.name), small, params)
+            meta = json.loads((a / "meta.json").read_text())
+            meta["settings"].update(res=res, jpeg_quality=quality)
+            (b / "meta.json").write_text(json.dumps(meta, indent=1))
+        out = {**index, "settings": {**index["settings"], "res": res, "jpeg_quality": quality}, "clips": clips,
+               "summary": {"usable": len(clips)}, "shrunk_from": str(src)}
+        (tmp / "index.json").write_text(json.dumps(out, indent=1))
     return out
 
 
