@@ -6,7 +6,8 @@
 # synthetic, clip and expression evaluations), so the choice never sees a gate figure.
 #
 #   ARMS="D D4" CLIPS=.gpucases/clips63 bash benchmarks/gpu_select_gate.sh    # carry .whl and .gpucases
-# Returns $OUT/dev_ARM/results.tgz per arm, $OUT/results.tgz for the gate, and $OUT/chosen.txt.
+# Returns $OUT/dev_ARM/results.tgz per arm, $OUT/results.tgz for the gate, and $OUT/chosen.txt. GATE_STEPS=80
+# gates at 80 steps alone, where the CPU gives the figures without refinement (benchmarks/cpu_score.sh).
 set -u
 bash benchmarks/device_site.sh
 for arm in ${ARMS:?arms under /tmp/keep/ship_ARM}; do
@@ -25,5 +26,6 @@ for arm in $ARMS; do
 done
 [ -n "$best" ] || { echo "no arm scored on the dev cases" | tee -a "$OUT/chosen.txt"; exit 1; }
 echo "chosen: $best (dev whole $best_psnr)" | tee -a "$OUT/chosen.txt"
-RES=/tmp/gate_$best CKPT=/tmp/keep/ship_$best SETTINGS="0 80" SETS="ood real dev" EVAL_STEPS="0 80" SKIP_PIP=1 \
+RES=/tmp/gate_$best CKPT=/tmp/keep/ship_$best SETTINGS="${GATE_STEPS:-0 80}" SETS="ood real dev" \
+  EVAL_STEPS="${GATE_STEPS:-0 80}" SKIP_PIP=1 \
   bash benchmarks/gpu_refine_sweep.sh
