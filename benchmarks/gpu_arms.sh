@@ -13,8 +13,7 @@
 # EXPR=1 runs benchmarks/eval_expression.py on each arm right after it (expr_NAME.md / .json); KEEP=1 leaves a
 # copy of each arm's checkpoint in .ckpt/NAME, which a later call on the same warm machine can score.
 set -u
-# SKIP_PIP=1 skips benchmarks/device_site.sh (which installs .whl once per machine and wheel set)
-[ -n "${SKIP_PIP:-}" ] || bash benchmarks/device_site.sh
+bash benchmarks/device_site.sh  # installs .whl once per machine and wheel set (a no-op after that)
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 MIX=${MIX:---data=video:.cache_real63@0.4,--data=synth,--recipe=wide,--recipe-share=0.8,--pool-slots=16,--narrow-video-inputs=0.5}
 if [ -n "${BENCH_SETS:-}" ]; then  # e.g. BENCH_SETS="decoder_self_layers=1": GPU speed of base with and without

@@ -15,8 +15,7 @@
 # $PREP (default .gpucases) holds SET/case_*/ with capture/, and SET_score.py, the scorer of each set
 # (../shared/real/score.py for real and dev, ../shared/ood/score.py for ood).
 set -u
-# SKIP_PIP=1 skips benchmarks/device_site.sh (which installs .whl once per machine and wheel set)
-[ -n "${SKIP_PIP:-}" ] || bash benchmarks/device_site.sh
+bash benchmarks/device_site.sh  # installs .whl once per machine and wheel set (a no-op after that)
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 PREP=$(realpath "${PREP:-.gpucases}")
 CKPT=$(realpath "${CKPT:?a checkpoint folder}")

@@ -12,7 +12,7 @@ set -u
 bash benchmarks/device_site.sh
 for arm in ${ARMS:?arms under /tmp/keep/ship_ARM}; do
   mkdir -p "$OUT/dev_$arm"
-  (OUT=$OUT/dev_$arm RES=/tmp/dev_$arm CKPT=/tmp/keep/ship_$arm SETTINGS=0 SETS=dev SKIP_PIP=1 \
+  (OUT=$OUT/dev_$arm RES=/tmp/dev_$arm CKPT=/tmp/keep/ship_$arm SETTINGS=0 SETS=dev \
      bash benchmarks/gpu_refine_sweep.sh >/dev/null 2>&1) &
 done
 wait
@@ -27,5 +27,5 @@ done
 [ -n "$best" ] || { echo "no arm scored on the dev cases" | tee -a "$OUT/chosen.txt"; exit 1; }
 echo "chosen: $best (dev whole $best_psnr)" | tee -a "$OUT/chosen.txt"
 RES=/tmp/gate_$best CKPT=/tmp/keep/ship_$best SETTINGS="${GATE_STEPS:-0 80}" SETS="ood real dev" \
-  EVAL_STEPS="${GATE_STEPS:-0 80}" SKIP_PIP=1 \
+  EVAL_STEPS="${GATE_STEPS:-0 80}" \
   bash benchmarks/gpu_refine_sweep.sh
