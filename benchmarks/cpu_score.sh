@@ -11,7 +11,11 @@
 set -u
 SETS=${SETS:-expr dev real ood synth}
 for set in $SETS; do  # refuse a misspelt set before hours of the others run
-  case $set in expr|dev|real|ood|synth|clips) ;; *) echo "unknown set '$set' (expr, dev, real, ood, synth, clips)" >&2; exit 2 ;; esac
+  case $set in
+    expr|dev|real|ood|synth) ;;
+    clips) [ -n "${CLIPS:-}" ] || { echo "SETS has clips: CLIPS must name a video cache with a test split" >&2; exit 2; } ;;
+    *) echo "unknown set '$set' (expr, dev, real, ood, synth, clips)" >&2; exit 2 ;;
+  esac
 done
 CKPT=$(realpath "${1:?a checkpoint}"); WORK=${2:?a work folder}; PREP=$(realpath "${PREP:-.gpucases}")
 mkdir -p "$WORK"; WORK=$(realpath "$WORK")
@@ -28,7 +32,7 @@ for set in $SETS; do
             --work "$WORK/$set" --avat3r "$CLI" --checkpoint "$CKPT" >"$WORK/$set.log" 2>&1 ;;
     synth) "$AV" evaluate --checkpoint "$CKPT" --subjects 8 --device cpu --out "$WORK/synth" --quiet \
             "${refine[@]}" >"$WORK/synth.log" 2>&1 ;;
-    clips) "$AV" evaluate --checkpoint "$CKPT" --data "video:${CLIPS:?CLIPS=a video cache with a test split}" \
+    clips) "$AV" evaluate --checkpoint "$CKPT" --data "video:$CLIPS" \
             --split test --device cpu --out "$WORK/clips" --quiet "${refine[@]}" >"$WORK/clips.log" 2>&1 ;;
   esac
   echo "$set: $(tail -n 1 "$WORK/$set.log")" | tee -a "$WORK/progress.txt"
