@@ -6,16 +6,13 @@
 #   ... device call: carry .whl, the shrunk video cache, the init checkpoint ...
 #   benchmarks/device_slim.sh off   # track them again (always run this before committing)
 #
-# `on` leaves the shipped weights, wide-w2, gf63, r4x12-soup, L10 and D4h behind too: name the init checkpoint in the call's carry list
-# (copied to an ignored folder such as .ckpt/) when training continues from one of them.
+# `on` leaves the shipped weights and every research checkpoint's large shard (benchmarks/checkpoints/*) behind
+# too: name the init checkpoint in the call's carry list (copied to an ignored folder such as .ckpt/) when
+# training continues from one of them.
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 PATHS=(examples/avatar.safetensors stages/model/weights/model-00001-of-00002.safetensors
-       benchmarks/checkpoints/wide-w2/model-00001-of-00002.safetensors
-       benchmarks/checkpoints/gf63/model-00001-of-00002.safetensors
-       benchmarks/checkpoints/r4x12-soup/model-00001-of-00002.safetensors
-       benchmarks/checkpoints/L10/model-00001-of-00002.safetensors
-       benchmarks/checkpoints/D4h/model-00001-of-00002.safetensors examples/eval_grid.png
+       benchmarks/checkpoints/*/model-00001-of-00002.safetensors examples/eval_grid.png
        benchmarks/eval_base/grid.png examples/contact_sheet.png docs/wide_recipe.png docs/view.png
        examples/capture_512)
 exclude=.git/info/exclude
