@@ -712,3 +712,77 @@ def test_tracked_codes_are_the_caches_codes(corpus, tracked):
     got = tracked_codes(spec, "all")
     assert got.shape == want.shape == (sum(len(ds.timesteps(n)) for n in names), 52)
     assert np.array_equal(got, np.clip(want, 0, 1))
+
+
+def test_frame_coverage_maps_where_the_crop_shows_its_frame(corpus, tracked, tmp_path):
+    """Each crop's frame-coverage map is 1 where the crop shows the video frame and 0 on the black padding past
+    its edge, where the person mask is 0 too; a shrunk cache carries the maps."""
+    from stages.datasets.video_track import shrink_cache
+
+    ds = open_dataset(f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}", 32)
+    assert ds.has_frame_coverage("turning.mp4")
+    cover, (rgb, mask) = ds.frame_coverage("turning.mp4", 0), ds.load("turning.mp4", 0)
+    assert cover.shape == (32, 32) and cover.min() >= 0 and cover.max() <= 1
+    assert cover[12:20, 12:20].min() == 1.0  # the head's middle lies inside the frame
+    past = cover < 0.01
+    assert past.sum() >= 16  # this 160-pixel clip's head crop runs past the frame's edge
+    assert mask[past].max() < 0.05 and rgb[past].max() < 0.1  # there: black padding, no person
+    shrink_cache(corpus / "cache", tmp_path / "small", 32)
+    small = open_dataset(f"video:{tmp_path / 'small'}", 32)
+    assert np.abs(small.frame_coverage("turning.mp4", 0) - cover).mean() < 0.01
+
+
+def test_frame_only_video_examples_carry_the_targets_frame_coverage(corpus, tracked, tmp_path):
+    import shutil
+
+    from stages.train.video_data import VideoSource, mirrored
+
+    spec = f"video:{corpus}?cache={corpus / 'cache'}&{OPTS}"
+    src = VideoSource(spec, 32, 4, 3, seed=1, frame_only=True)
+    ex = src.example(0, 0, 0, torch.device("cpu"))
+    plain = VideoSource(spec, 32, 4, 3, seed=1).example(0, 0, 0, torch.device("cpu"))
+    assert "target_valid" not in plain and torch.equal(ex["target_rgb"], plain["target_rgb"])
+    assert ex["target_valid"].shape == (3, 32, 32) and (ex["target_valid"] < 1).any()
+    assert torch.equal(mirrored(ex)["target_valid"], ex["target_valid"].flip(2))
+    old = tmp_path / "old"  # a cache tracked before the maps were stored
+    shutil.copytree(corpus / "cache", old)
+    for folder in old.glob("*/valid"):
+        shutil.rmtree(folder)
+    with pytest.raises(BadInput, match="frame-coverage maps"):
+        VideoSource(f"video:{old}", 32, 4, 3, seed=1, frame_only=True)
+    VideoSource(f"video:{old}", 32, 4, 3, seed=1)  # without the option the old cache still trains
+
+
+def test_the_losses_ignore_what_lies_past_a_video_frame():
+    """With target_valid, a render's pixels past the frame change neither the loss nor its gradient there;
+    inside the frame they count as before; without it every pixel counts."""
+    from stages.train.config import TrainConfig
+    from stages.train.data import Batch
+    from stages.train.loop import loss_terms
+
+    torch.manual_seed(0)
+    B, T, S = 2, 2, 24
+    valid = torch.ones(B, T, S, S)
+    valid[:, :, 18:] = 0.0  # the frame's bottom edge
+    cams = None  # the losses read no camera
+    batch = Batch(images=torch.rand(B, 1, S, S, 3), masks=torch.ones(B, 1, S, S), cameras=cams,
+                  pos=torch.zeros(B, 1, S, S, 3), conf=torch.ones(B, 1, S, S), codes=torch.zeros(B, 52),
+                  target_rgb=torch.rand(B, T, S, S, 3), target_alpha=(torch.rand(B, T, S, S) > 0.5).float(),
+                  target_cameras=cams, target_valid=valid)
+    cfg, bg = TrainConfig(), torch.rand(B, 3)
+    rgb = torch.rand(B, T, S, S, 3, requires_grad=True)
+    alpha = torch.rand(B, T, S, S, requires_grad=True)
+    loss, _ = loss_terms(rgb, alpha, batch, bg, cfg, None, 0)
+    loss.backward()
+    assert rgb.grad[:, :, 18:].abs().max() == 0 and alpha.grad[:, :, 18:].abs().max() == 0
+    assert rgb.grad[:, :, :18].abs().max() > 0 and alpha.grad[:, :, :18].abs().max() > 0
+    with torch.no_grad():
+        past, inside = rgb.clone(), rgb.clone()
+        past[:, :, 18:] = 0.0  # black, far from the targets' colours: an error wherever it counts
+        inside[:, :, :6] = 0.0
+        moved = [float(loss_terms(x, alpha, batch, bg, cfg, None, 0)[0]) for x in (past, inside)]
+        batch.target_valid = None
+        everywhere = float(loss_terms(past, alpha, batch, bg, cfg, None, 0)[0])
+        plain = float(loss_terms(rgb, alpha, batch, bg, cfg, None, 0)[0])
+    assert moved[0] == pytest.approx(loss.item(), abs=1e-6) and abs(moved[1] - loss.item()) > 1e-3
+    assert abs(everywhere - plain) > 1e-3

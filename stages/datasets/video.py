@@ -165,6 +165,29 @@ class VideoDataset(HeadDataset):
             mask = cv2.resize(mask, (self.size, self.size), interpolation=interp)
         return np.clip(rgb, 0, 1), np.clip(mask, 0, 1)
 
+    def frame_coverage(self, subject: str, t: int) -> np.ndarray | None:
+        """(size, size) in [0, 1]: how much of each crop pixel lies inside the video frame (0 where the crop's
+        black padding is), or None for a cache tracked before these maps were stored. The masks are 0 past the
+        frame too, so without this map a loss would read "no person" where the video shows nothing."""
+        import cv2
+
+        k = int(self.track(subject)["file"][t])
+        path = self.folder(subject) / "valid" / f"{k:05d}.png"
+        if not path.is_file():
+            return None
+        cover = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if cover is None:
+            raise BadInput("cached frame-coverage map is unreadable; delete the clip's cache folder to re-track", path)
+        cover = cover.astype(np.float32) / 255.0
+        if cover.shape[0] != self.size:
+            interp = cv2.INTER_AREA if cover.shape[0] > self.size else cv2.INTER_LINEAR
+            cover = cv2.resize(cover, (self.size, self.size), interpolation=interp)
+        return np.clip(cover, 0, 1)
+
+    def has_frame_coverage(self, subject: str) -> bool:
+        """True when the clip's cache stores frame-coverage maps (caches tracked since they were added)."""
+        return (self.folder(subject) / "valid").is_dir()
+
     def has_masks(self, subject: str) -> bool:
         return bool(self.index["clips"][subject].get("masks"))
 

@@ -285,6 +285,7 @@ def track_clip(path: Path, dest: Path, settings: TrackSettings, key: str, name: 
     if tmp.exists():
         shutil.rmtree(tmp)
     (tmp / "crops").mkdir(parents=True)
+    (tmp / "valid").mkdir()  # where each crop shows its frame: no loss belongs past the frame's edge
     segment = _segmenter()
     if segment is not None:
         (tmp / "masks").mkdir()
@@ -336,6 +337,7 @@ def track_clip(path: Path, dest: Path, settings: TrackSettings, key: str, name: 
                                 [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality])
                     if mask_of is not None:
                         cv2.imwrite(str(tmp / "masks" / f"{k:05d}.png"), to_uint8(mask_of(row["img"]) * row["valid"]))
+                    cv2.imwrite(str(tmp / "valid" / f"{k:05d}.png"), to_uint8(row["valid"]))
                     del row["img"], row["valid"]
                     rows.append(row)
     except BadInput as exc:
@@ -452,9 +454,9 @@ def track_corpus(root: Path, cache: Path | None = None, settings: TrackSettings 
 
 
 def shrink_cache(src: Path, dst: Path, res: int, quality: int | None = None) -> dict:
-    """Copy a tracking cache with its crops and masks resampled to res x res (intrinsics and landmarks scaled
-    to match) and its crops re-encoded at JPEG `quality` (default: the cache's own): a smaller cache to ship
-    to training machines. Only usable clips are copied. Returns the index."""
+    """Copy a tracking cache with its crops, masks and frame-coverage maps resampled to res x res (intrinsics
+    and landmarks scaled to match) and its crops re-encoded at JPEG `quality` (default: the cache's own): a
+    smaller cache to ship to training machines. Only usable clips are copied. Returns the index."""
     import cv2
 
     src, dst = Path(src), Path(dst)
@@ -474,12 +476,15 @@ def shrink_cache(src: Path, dst: Path, res: int, quality: int | None = None) -> 
             a, b = src / entry["folder"], tmp / entry["folder"]
             (b / "crops").mkdir(parents=True)
             (b / "masks").mkdir()
+            kinds = [("crops", "jpg"), ("masks", "png")] + ([("valid", "png")] if (a / "valid").is_dir() else [])
+            for sub, _ in kinds[2:]:
+                (b / sub).mkdir()
             with np.load(a / "track.npz") as z:
                 arr = {k: z[k] for k in z.files}
             arr["intr"] = arr["intr"] * s
             arr["landmarks"] = arr["landmarks"] * s
             np.savez_compressed(b / "track.npz", **arr)
-            for sub, ext in (("crops", "jpg"), ("masks", "png")):
+            for sub, ext in kinds:
                 for f in sorted((a / sub).glob(f"*.{ext}")):
                     img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
                     small = cv2.resize(img, (res, res), interpolation=cv2.INTER_AREA)

@@ -93,6 +93,10 @@ class TrainConfig:
                                       "the landmarks `python -m stages.datasets.face_landmarks CACHE` stores).")
     video_expr_regions: bool = opt(False, "Video examples: apply the expression-region L1 (--expr-weight) to "
                                           "the mouth and eyes found by their landmarks.")
+    video_frame_only: bool = opt(False, "Video examples: no loss where a target crop leaves its video frame (its "
+                                        "black padding, where the mask is 0 too), so the model is not taught to "
+                                        "cut the body at frame edges no view shows (needs a cache tracked with "
+                                        "frame-coverage maps).")
     recipe: str = opt("", "Training-data recipe for the synthetic pool (stages.train.recipe): '' = the original "
                           "pool, bit for bit; 'wide' = every switch (cameras, camera_noise, mask_noise, backgrounds, "
                           "photometric, lighting, identity); or a comma list, '-name' removing one.")

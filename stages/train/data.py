@@ -46,6 +46,9 @@ class Batch:
     # (B,) True for examples whose T targets are T/2 views at the target code, then the same views at a second
     # code (`--expr-contrast`): the change between the halves is supervised as well as each image
     contrast: Tensor | None = None
+    # (B, T, H, W) in [0, 1]: how much of each target pixel its video frame shows (`--video-frame-only`; 1 for
+    # other examples); where it is 0 the losses put the target in place of the render: no error, no gradient
+    target_valid: Tensor | None = None
 
 
 def expression_region(rgb: Tensor, alpha: Tensor, t_target: int, threshold: float = 0.06) -> Tensor:
@@ -467,6 +470,8 @@ def collate(examples: list[dict], prior: str, generator: torch.Generator | None 
                   if any(ex.get("contrast") for ex in examples) else None),
         input_codes=(torch.stack([torch.as_tensor(ex["input_expr"]).float() for ex in examples]).to(poss[0].device)
                      if all("input_expr" in ex for ex in examples) else None),
+        target_valid=(torch.stack([ex["target_valid"] if "target_valid" in ex else torch.ones_like(ex["target_alpha"])
+                                   for ex in examples]) if any("target_valid" in ex for ex in examples) else None),
     )
 
 

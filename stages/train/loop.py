@@ -186,6 +186,11 @@ def loss_terms(pred_rgb: Tensor, pred_alpha: Tensor, batch: Batch, backgrounds: 
     target = batch.target_rgb * a + backgrounds[:, None, None, None, :] * (1 - a)
     p = pred_rgb.flatten(0, 1).permute(0, 3, 1, 2).float()
     t = target.flatten(0, 1).permute(0, 3, 1, 2).float()
+    alpha_err = (pred_alpha.float() - batch.target_alpha).abs()
+    if batch.target_valid is not None:  # past a video frame's edge no view shows the truth: the render there is
+        v = batch.target_valid.float()  # replaced by the target, so it adds no error and no gradient (SSIM too)
+        p = p * v.flatten(0, 1)[:, None] + t * (1 - v.flatten(0, 1)[:, None])
+        alpha_err = alpha_err * v
     if batch.shift_tolerant is not None:  # tracked head-pose cameras: forgive a pixel of misregistration
         from stages.train.video_data import shift_tolerant_l1
 
@@ -196,7 +201,7 @@ def loss_terms(pred_rgb: Tensor, pred_alpha: Tensor, batch: Batch, backgrounds: 
     else:
         l1 = (p - t).abs().mean()
     s = ssim(p, t).mean()
-    la = (pred_alpha.float() - batch.target_alpha).abs().mean()
+    la = alpha_err.mean()
     loss = cfg.l1_weight * l1 + cfg.ssim_weight * (1 - s) + cfg.alpha_weight * la
     logs = {"l1": l1.item(), "ssim": s.item(), "alpha_l1": la.item()}
     if batch.target_expr_mask is not None:
@@ -236,7 +241,8 @@ def make_source(cfg: TrainConfig, size: int, mix: list[tuple[str, float]], recip
             return VideoSource(spec, size, cfg.n_inputs, cfg.n_supervision, cfg.seed, configs=cfg.pool_configs,
                                expr_regions=cfg.video_expr_regions, prior=cfg.video_prior,
                                input_view_targets=cfg.input_view_targets, narrow_share=cfg.narrow_video_inputs,
-                               mirror_share=cfg.mirror_video, colour_share=cfg.video_colour)
+                               mirror_share=cfg.mirror_video, colour_share=cfg.video_colour,
+                               frame_only=cfg.video_frame_only)
         if spec != "synth":
             return DiskSource(spec, size, cfg.n_inputs, cfg.n_supervision, cfg.seed,
                               consistent_inputs=cfg.consistent_inputs, input_view_targets=cfg.input_view_targets)

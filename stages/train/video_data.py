@@ -103,7 +103,7 @@ class VideoSource:
     def __init__(self, data, size: int, n_inputs: int, n_supervision: int, seed: int, split: str = "train",
                  configs: int = 0, expr_regions: bool = False, prior: str = "builtin",
                  input_view_targets: int = 0, narrow_share: float = 0.0, mirror_share: float = 0.0,
-                 colour_share: float = 0.0):
+                 colour_share: float = 0.0, frame_only: bool = False):
         from stages.datasets import open_dataset
         from stages.datasets.video import VideoDataset
 
@@ -125,6 +125,11 @@ class VideoSource:
         if not self.names:
             raise BadInput(f"no usable clips in split '{split}' (see {self.dataset.cache / 'index.json'})",
                            self.dataset.root)
+        self.frame_only = frame_only
+        old = [n for n in self.names if frame_only and not self.dataset.has_frame_coverage(n)]
+        if old:
+            raise BadInput(f"--video-frame-only needs the cache's frame-coverage maps, which clip {old[0]} lacks "
+                           "(tracked before they were stored): re-track the cache", self.dataset.folder(old[0]))
 
     def frames(self, name: str, g: torch.Generator, config: int | None = None) -> tuple[list[int], list[int]]:
         """(input timesteps, supervision timesteps) for one example of clip `name`; with `config`, the inputs
@@ -178,6 +183,8 @@ class VideoSource:
             **({"target_expr_mask": torch.from_numpy(np.stack([
                 expression_regions(self.dataset.landmarks(name, t), self.size) for t in targets])).to(device)}
                if self.expr_regions else {}),
+            **({"target_valid": torch.from_numpy(np.stack([
+                self.dataset.frame_coverage(name, t) for t in targets])).to(device)} if self.frame_only else {}),
         }
         # their own generators, so that the rest of an example is the same whether or not these are on
         if self.mirror_share > 0 and float(torch.rand(1, generator=torch.Generator().manual_seed(
@@ -197,7 +204,7 @@ def mirrored(example: dict) -> dict:
     from stages.expressions import mirror_arkit
 
     out = dict(example)
-    for key in ("input_rgb", "input_alpha", "target_rgb", "target_alpha", "target_expr_mask"):
+    for key in ("input_rgb", "input_alpha", "target_rgb", "target_alpha", "target_expr_mask", "target_valid"):
         if key in out:
             out[key] = out[key].flip(2)  # (V, H, W[, C]): W is dim 2
     for key in ("input_cameras", "target_cameras"):
