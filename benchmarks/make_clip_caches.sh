@@ -9,8 +9,9 @@
 # Session 14 rebuilt both this way and reproduced release 4's earlier figures on them exactly.
 #
 # Then the carry-sized parts of $C63 (stages.datasets.video_track.split_cache): $TRAIN (.c63train, its 32 train
-# clips, 29 MB: what a GPU training call carries) and $TEST (.gpucases/clips63, its 4 test clips, 3 MB: what
-# gpu_refine_sweep.sh's CLIPS and eval_expression.py --codes read). All four are git-ignored.
+# clips, 24 MiB with their frame-coverage maps: what a GPU training call carries) and $TEST (.gpucases/clips63,
+# its 4 test clips, 3 MB: what gpu_refine_sweep.sh's CLIPS and eval_expression.py --codes read). All four are
+# git-ignored.
 #
 #   benchmarks/make_clip_caches.sh            # CLIPS=../shared/real/clips SOLVED=.cache_clips256 C63=.cache_real63
 set -euo pipefail
