@@ -159,11 +159,16 @@ class VideoDataset(HeadDataset):
         mpath = folder / "masks" / f"{k:05d}.png"
         mask = cv2.imread(str(mpath), cv2.IMREAD_GRAYSCALE) if mpath.is_file() else None
         mask = np.ones(rgb.shape[:2], np.float32) if mask is None else mask.astype(np.float32) / 255.0
-        if rgb.shape[0] != self.size:
-            interp = cv2.INTER_AREA if rgb.shape[0] > self.size else cv2.INTER_LINEAR
-            rgb = cv2.resize(rgb, (self.size, self.size), interpolation=interp)
-            mask = cv2.resize(mask, (self.size, self.size), interpolation=interp)
-        return np.clip(rgb, 0, 1), np.clip(mask, 0, 1)
+        return np.clip(self._at_size(rgb), 0, 1), np.clip(self._at_size(mask), 0, 1)
+
+    def _at_size(self, img: np.ndarray) -> np.ndarray:
+        """A cached map resampled to the dataset's size: area-filtered when shrinking, bilinear when growing."""
+        import cv2
+
+        if img.shape[0] == self.size:
+            return img
+        interp = cv2.INTER_AREA if img.shape[0] > self.size else cv2.INTER_LINEAR
+        return cv2.resize(img, (self.size, self.size), interpolation=interp)
 
     def frame_coverage(self, subject: str, t: int) -> np.ndarray | None:
         """(size, size) in [0, 1]: how much of each crop pixel lies inside the video frame (0 where the crop's
@@ -171,18 +176,15 @@ class VideoDataset(HeadDataset):
         frame too, so without this map a loss would read "no person" where the video shows nothing."""
         import cv2
 
+        if not self.has_frame_coverage(subject):
+            return None
         k = int(self.track(subject)["file"][t])
         path = self.folder(subject) / "valid" / f"{k:05d}.png"
-        if not path.is_file():
-            return None
         cover = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         if cover is None:
-            raise BadInput("cached frame-coverage map is unreadable; delete the clip's cache folder to re-track", path)
-        cover = cover.astype(np.float32) / 255.0
-        if cover.shape[0] != self.size:
-            interp = cv2.INTER_AREA if cover.shape[0] > self.size else cv2.INTER_LINEAR
-            cover = cv2.resize(cover, (self.size, self.size), interpolation=interp)
-        return np.clip(cover, 0, 1)
+            raise BadInput("cached frame-coverage map is missing or unreadable; delete the clip's cache folder to "
+                           "re-track", path)
+        return np.clip(self._at_size(cover.astype(np.float32) / 255.0), 0, 1)
 
     def has_frame_coverage(self, subject: str) -> bool:
         """True when the clip's cache stores frame-coverage maps (caches tracked since they were added)."""

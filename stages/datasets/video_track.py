@@ -474,11 +474,9 @@ def shrink_cache(src: Path, dst: Path, res: int, quality: int | None = None) -> 
         clips = {n: e for n, e in index["clips"].items() if e.get("verdict") == "usable"}
         for entry in clips.values():
             a, b = src / entry["folder"], tmp / entry["folder"]
-            (b / "crops").mkdir(parents=True)
-            (b / "masks").mkdir()
             kinds = [("crops", "jpg"), ("masks", "png")] + ([("valid", "png")] if (a / "valid").is_dir() else [])
-            for sub, _ in kinds[2:]:
-                (b / sub).mkdir()
+            for sub, _ in kinds:
+                (b / sub).mkdir(parents=True)
             with np.load(a / "track.npz") as z:
                 arr = {k: z[k] for k in z.files}
             arr["intr"] = arr["intr"] * s

@@ -189,7 +189,8 @@ def loss_terms(pred_rgb: Tensor, pred_alpha: Tensor, batch: Batch, backgrounds: 
     alpha_err = (pred_alpha.float() - batch.target_alpha).abs()
     if batch.target_valid is not None:  # past a video frame's edge no view shows the truth: the render there is
         v = batch.target_valid.float()  # replaced by the target, so it adds no error and no gradient (SSIM too)
-        p = p * v.flatten(0, 1)[:, None] + t * (1 - v.flatten(0, 1)[:, None])
+        cover = v.flatten(0, 1)[:, None]
+        p = p * cover + t * (1 - cover)
         alpha_err = alpha_err * v
     if batch.shift_tolerant is not None:  # tracked head-pose cameras: forgive a pixel of misregistration
         from stages.train.video_data import shift_tolerant_l1

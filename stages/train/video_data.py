@@ -126,7 +126,7 @@ class VideoSource:
             raise BadInput(f"no usable clips in split '{split}' (see {self.dataset.cache / 'index.json'})",
                            self.dataset.root)
         self.frame_only = frame_only
-        old = [n for n in self.names if frame_only and not self.dataset.has_frame_coverage(n)]
+        old = [n for n in self.names if not self.dataset.has_frame_coverage(n)] if frame_only else []
         if old:
             raise BadInput(f"--video-frame-only needs the cache's frame-coverage maps, which clip {old[0]} lacks "
                            "(tracked before they were stored): re-track the cache", self.dataset.folder(old[0]))
