@@ -20,15 +20,16 @@ done
 CKPT=$(realpath "${1:?a checkpoint}"); WORK=${2:?a work folder}; PREP=$(realpath "${PREP:-.gpucases}")
 mkdir -p "$WORK"; WORK=$(realpath "$WORK")
 AV=$(command -v avat3r || echo "$PWD/.venv/bin/avat3r")
+PY=$(dirname "$AV")/python; [ -x "$PY" ] || PY=python3  # the interpreter of that CLI's environment (needs PIL)
 CLI=$(realpath benchmarks/prepared_cli.sh)  # prepare copies the prepared capture; reconstruct refines $STEPS
 STEPS=${STEPS:-0}
 refine=(); [ "$STEPS" != 0 ] && refine=(--refine "$STEPS")
 for set in $SETS; do
   echo "$set: started $(date -u +%T)" >>"$WORK/progress.txt"
   case $set in
-    expr) python benchmarks/eval_expression.py --checkpoint "$CKPT" --seeds 1000-1007 --device cpu \
+    expr) "$PY" benchmarks/eval_expression.py --checkpoint "$CKPT" --seeds 1000-1007 --device cpu \
             --refine "$STEPS" --json "$WORK/expr.json" >"$WORK/expr.log" 2>&1 ;;
-    dev|real|ood) CASES="$PREP/$set" STEPS=$STEPS AVAT3R=$AV python "$PREP/${set}_score.py" --cases "$PREP/$set" \
+    dev|real|ood) CASES="$PREP/$set" STEPS=$STEPS AVAT3R=$AV "$PY" "$PREP/${set}_score.py" --cases "$PREP/$set" \
             --work "$WORK/$set" --avat3r "$CLI" --checkpoint "$CKPT" >"$WORK/$set.log" 2>&1 ;;
     synth) "$AV" evaluate --checkpoint "$CKPT" --subjects 8 --device cpu --out "$WORK/synth" --quiet \
             "${refine[@]}" >"$WORK/synth.log" 2>&1 ;;
